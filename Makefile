@@ -1,0 +1,35 @@
+# Every target bootstraps .venv on a fresh machine that has only python3 and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install test demo bench lint fmt clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(if $(T),-x -k $(T)) $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python samples/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gembulk tests bench samples
+	$(BIN)/ruff format --check gembulk tests bench samples
+
+fmt: $(STAMP)
+	$(BIN)/ruff format gembulk tests bench samples
+	$(BIN)/ruff check --fix gembulk tests bench samples
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,5 @@
+"""`python -m gembulk` runs the command line."""
+
+from gembulk.cli import main
+
+main()

@@ -1,0 +1,263 @@
+"""The only module that talks to google-genai: builds the client, sends one request, reads the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from google.genai import Client, errors, types
+
+from gembulk.records import CallFailed, Outcome, QuotaViolation, RowError, Usage
+
+logger = logging.getLogger(__name__)
+
+# A finish reason that still comes with a usable answer.
+OK_FINISH_REASONS = frozenset({"STOP", "MAX_TOKENS", "FINISH_REASON_UNSPECIFIED"})
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Per-job request settings, turned into one GenerateContentConfig shared by every row."""
+
+    system: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def to_config(self) -> types.GenerateContentConfig:
+        return types.GenerateContentConfig(
+            system_instruction=self.system,
+            temperature=self.temperature,
+            max_output_tokens=self.max_output_tokens,
+            response_mime_type="application/json" if self.json_schema is not None else None,
+            response_json_schema=self.json_schema,
+            # A continuation hop would be a second, unscheduled request the rate limiter never saw.
+            automatic_continuation=False,
+        )
+
+    def to_request_json(self, prompt: str) -> dict[str, Any]:
+        """The same request as a GenerateContentRequest in proto-JSON (for Batch API input lines)."""
+        request: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+        if self.system:
+            request["systemInstruction"] = {"role": "user", "parts": [{"text": self.system}]}
+        generation: dict[str, Any] = {}
+        if self.temperature is not None:
+            generation["temperature"] = self.temperature
+        if self.max_output_tokens is not None:
+            generation["maxOutputTokens"] = self.max_output_tokens
+        if self.json_schema is not None:
+            generation["responseMimeType"] = "application/json"
+            generation["responseJsonSchema"] = self.json_schema
+        if generation:
+            request["generationConfig"] = generation
+        return request
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap upper-ish estimate for tokens-per-minute pacing (about four characters a token)."""
+    return len(text) // 4 + 1
+
+
+class GeminiClient:
+    """google-genai in api-key mode with a transport chosen on purpose.
+
+    Transport: the SDK silently switches its async calls to aiohttp whenever aiohttp is importable,
+    and aiohttp is our dependency anyway, so we use it deliberately and hand the SDK our own session:
+    its connector is sized to the concurrency cap (the SDK's own session is unlimited, and httpx2's
+    default pool stops at 100). The SDK's retries stay off (`attempts=1`): that also disables its
+    hidden 1-10 s sleep-and-retry on aiohttp connection errors. Retrying is the retry module's job.
+    Vertex mode is refused explicitly, whatever GOOGLE_GENAI_USE_VERTEXAI says.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        max_connections: int,
+        timeout: float | None,
+        settings: GenerationSettings,
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self.settings = settings
+        self._config = settings.to_config()
+        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
+
+    async def __aenter__(self) -> GeminiClient:
+        connector = aiohttp.TCPConnector(limit=self._max_connections + 4, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        http_options = types.HttpOptions(
+            base_url=self._base_url,
+            retry_options=types.HttpRetryOptions(attempts=1),
+            aiohttp_client=self._session,
+        )
+        self._client = Client(api_key=self._api_key, vertexai=False, http_options=http_options)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def aio(self) -> Any:
+        assert self._client is not None, "use GeminiClient as an async context manager"
+        return self._client.aio
+
+    async def generate(self, model: str, prompt: str) -> Outcome:
+        """One generateContent call. Returns the outcome of an answer; raises CallFailed without one."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self.aio.models.generate_content(
+                    model=model, contents=prompt, config=self._config
+                )
+        except Exception as exc:
+            translated = self.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return outcome_from_response(response, parse_json=self.settings.json_schema is not None)
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """Turn an SDK or transport exception into CallFailed; leave cancellation and bugs alone."""
+        if isinstance(exc, errors.APIError):
+            return call_failed_from_api_error(exc, self._api_key)
+        if isinstance(exc, TimeoutError):
+            return CallFailed("DEADLINE_EXCEEDED", f"no answer within {self._timeout:g} s", transport=True)
+        if isinstance(exc, aiohttp.ClientError):
+            return CallFailed("UNAVAILABLE", self._scrub(f"connection error: {exc!r}"), transport=True)
+        if isinstance(exc, json.JSONDecodeError):
+            return CallFailed(
+                "BAD_RESPONSE", "the server answered 200 with a body that is not JSON", transport=True
+            )
+        if isinstance(exc, OSError):
+            return CallFailed("UNAVAILABLE", self._scrub(f"network error: {exc}"), transport=True)
+        return exc
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._api_key)
+
+
+def scrub(text: str, secret: str) -> str:
+    """Never let the API key reach a record, a log line or an error message."""
+    return text.replace(secret, "***") if secret else text
+
+
+def call_failed_from_api_error(exc: errors.APIError, api_key: str = "") -> CallFailed:
+    """Extract code, status, message, ErrorInfo reason, RetryInfo delay and QuotaFailure from an APIError."""
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    reason = None
+    retry_delay = None
+    violations: list[QuotaViolation] = []
+    for detail in error.get("details") or []:
+        if not isinstance(detail, dict):
+            continue
+        kind = str(detail.get("@type", ""))
+        if kind.endswith("google.rpc.ErrorInfo"):
+            reason = detail.get("reason")
+        elif kind.endswith("google.rpc.RetryInfo"):
+            retry_delay = parse_duration(detail.get("retryDelay"))
+        elif kind.endswith("google.rpc.QuotaFailure"):
+            for v in detail.get("violations") or []:
+                if isinstance(v, dict) and v.get("quotaId"):
+                    violations.append(QuotaViolation(str(v["quotaId"]), _int_or_none(v.get("quotaValue"))))
+    status = exc.status or error.get("status") or f"HTTP_{exc.code}"
+    message = scrub(str(exc.message or error.get("message") or ""), api_key).strip()
+    return CallFailed(
+        str(status),
+        message,
+        code=exc.code,
+        reason=reason,
+        retry_delay=retry_delay,
+        violations=tuple(violations),
+    )
+
+
+def parse_duration(value: object) -> float | None:
+    """google.protobuf.Duration in JSON: "37s", "0.5s", "45.837906927s"."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return None
+    try:
+        return max(0.0, float(value[:-1]))
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def usage_from(metadata: types.GenerateContentResponseUsageMetadata | None) -> Usage | None:
+    if metadata is None:
+        return None
+    return Usage(
+        prompt_tokens=metadata.prompt_token_count or 0,
+        output_tokens=metadata.candidates_token_count or 0,
+        thoughts_tokens=metadata.thoughts_token_count or 0,
+        total_tokens=metadata.total_token_count or 0,
+    )
+
+
+def _enum_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "name", value))
+
+
+def outcome_from_response(response: types.GenerateContentResponse, *, parse_json: bool) -> Outcome:
+    """Classify an HTTP-200 answer: text, or a row failure that names its reason (never retried).
+
+    The SDK returns `text=None` without raising for blocked prompts, SAFETY/RECITATION finishes,
+    empty candidate lists and thinking that used up the token budget, so every case is checked here.
+    """
+    usage = usage_from(response.usage_metadata)
+    version = response.model_version
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = _enum_name(feedback.block_reason)
+        return _failed(f"BLOCKED_{reason}", f"the prompt was blocked (blockReason {reason})", usage, version)
+    candidate = response.candidates[0] if response.candidates else None
+    if candidate is None:
+        return _failed("EMPTY_RESPONSE", "the answer has no candidates", usage, version)
+    finish = _enum_name(candidate.finish_reason)
+    text = response.text
+    if finish is not None and finish not in OK_FINISH_REASONS:
+        return _failed(finish, f"the answer was withheld (finishReason {finish})", usage, version, finish)
+    if not text:
+        why = (
+            "the token budget ran out before any text" if finish == "MAX_TOKENS" else "the answer has no text"
+        )
+        return _failed(finish or "EMPTY_RESPONSE", why, usage, version, finish)
+    parsed = None
+    if parse_json:
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            message = f"the answer is not valid JSON ({exc.msg}): {text[:200]}"
+            return _failed("INVALID_JSON", message, usage, version, finish)
+    return Outcome(
+        text=text, error=None, finish_reason=finish, usage=usage, model_version=version, parsed=parsed
+    )
+
+
+def _failed(
+    status: str, message: str, usage: Usage | None, version: str | None, finish: str | None = None
+) -> Outcome:
+    return Outcome(
+        text=None,
+        error=RowError(status=status, message=message),
+        finish_reason=finish,
+        usage=usage,
+        model_version=version,
+    )

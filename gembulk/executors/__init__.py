@@ -1,0 +1,22 @@
+"""The executor seam: something that turns prompt requests into outcomes, online or through the Batch API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from gembulk.records import Outcome, PromptRequest
+
+Emit = Callable[[PromptRequest, Outcome], Awaitable[None]]
+
+
+class Executor(Protocol):
+    """Runs every request it is given and emits exactly one outcome per finished request, in any order.
+
+    A request left unfinished (interrupt, fatal error) gets no outcome: it is picked up by the next run.
+    """
+
+    async def run(self, requests: AsyncIterator[PromptRequest], emit: Emit) -> None: ...
+
+    def stop_dispatching(self) -> None:
+        """Start no new request; let those in flight finish."""

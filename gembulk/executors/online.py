@@ -1,0 +1,122 @@
+"""The online executor: a bounded pool of workers sending each request through scheduler and retry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from gembulk.client import GeminiClient, estimate_tokens
+from gembulk.errors import FatalAPIError
+from gembulk.executors import Emit
+from gembulk.records import CallFailed, Outcome, PromptRequest
+from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
+from gembulk.scheduler import Scheduler
+from gembulk.stats import RunStats
+
+logger = logging.getLogger(__name__)
+
+
+def fatal_error(failure: CallFailed) -> FatalAPIError:
+    """The one-line error and the hint a person needs when the API refuses the whole job."""
+    if failure.code == 429:
+        hint = (
+            "the per-day quota is used up; finished rows are kept, run the same command again when it resets"
+        )
+    elif failure.reason == "API_KEY_INVALID" or failure.code in (401, 403):
+        hint = "check the API key (--api-key, GEMINI_API_KEY or GOOGLE_API_KEY) and its permissions"
+    elif failure.code == 404:
+        hint = "check the model name (-m); see https://ai.google.dev/gemini-api/docs/models"
+    else:
+        hint = None
+    return FatalAPIError(f"{failure.code} {failure.status}: {failure.message}", hint=hint)
+
+
+class _Abandoned(Exception):
+    """A row given up because the run is stopping; it gets no record and is retried by the next run."""
+
+
+class OnlineExecutor:
+    """One worker per concurrency slot pulls requests from a short queue; the scheduler paces them."""
+
+    def __init__(
+        self, client: GeminiClient, scheduler: Scheduler, policy: RetryPolicy, stats: RunStats
+    ) -> None:
+        self._client = client
+        self._scheduler = scheduler
+        self._policy = policy
+        self._stats = stats
+        self._stopping = asyncio.Event()
+
+    def stop_dispatching(self) -> None:
+        self._stopping.set()
+
+    async def run(self, requests: AsyncIterator[PromptRequest], emit: Emit) -> None:
+        workers = self._scheduler.limits.concurrency
+        queue: asyncio.Queue[PromptRequest | None] = asyncio.Queue(maxsize=workers * 2)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._feed(requests, queue, workers))
+            for _ in range(workers):
+                group.create_task(self._work(queue, emit))
+
+    async def _feed(
+        self, requests: AsyncIterator[PromptRequest], queue: asyncio.Queue[PromptRequest | None], workers: int
+    ) -> None:
+        async for request in requests:
+            if self._stopping.is_set():
+                break
+            await queue.put(request)
+        # One end marker per worker. Not in a `finally`: when the group is cancelled (fatal error),
+        # the workers are gone and a put on a full queue would never return.
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def _work(self, queue: asyncio.Queue[PromptRequest | None], emit: Emit) -> None:
+        while (request := await queue.get()) is not None:
+            if self._stopping.is_set():
+                continue  # drain without sending, so the feeder's end markers get through
+            try:
+                outcome = await self._process(request)
+            except _Abandoned:
+                continue
+            await emit(request, outcome)
+
+    async def _process(self, request: PromptRequest) -> Outcome:
+        tokens = estimate_tokens(request.prompt)
+        retrying = build_retrying(self._policy, on_retry=self._on_retry)
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if self._stopping.is_set() and attempts:
+                        raise _Abandoned
+                    attempts += 1
+                    outcome = await self._attempt(request, tokens)
+        except CallFailed as failure:
+            if classify(failure) is Verdict.FATAL:
+                raise fatal_error(failure) from failure
+            outcome = Outcome(text=None, error=failure.to_row_error(), attempts=attempts)
+            return outcome
+        return Outcome(
+            text=outcome.text,
+            error=outcome.error,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            model_version=outcome.model_version,
+            attempts=attempts,
+            parsed=outcome.parsed,
+        )
+
+    async def _attempt(self, request: PromptRequest, tokens: int) -> Outcome:
+        async with self._scheduler.slot(tokens) as ticket:
+            try:
+                outcome = await self._client.generate(request.model, request.prompt)
+            except CallFailed as failure:
+                self._scheduler.on_failure(ticket, failure)
+                raise
+            self._scheduler.on_success(ticket)
+            return outcome
+
+    def _on_retry(self, event: RetryEvent) -> None:
+        self._stats.retries += 1
+        logger.debug("retrying after %s (attempt %d), waiting %.2fs", event.error, event.attempt, event.wait)

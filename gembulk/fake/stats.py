@@ -1,0 +1,49 @@
+"""Counters of the fake API, served at GET /_fake/stats for tests and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Stats:
+    """Request counters; "requests" means generateContent, streamGenerateContent and countTokens."""
+
+    by_status: dict[int, int] = field(default_factory=dict)
+    generate: int = 0
+    count_tokens: int = 0
+    rate_limited: int = 0  # 429s sent, quota or marker
+    in_flight: int = 0
+    peak: int = 0
+    dropped: int = 0
+    # generateContent attempts per distinct user prompt text, failed ones included (retries show up here).
+    by_prompt: dict[str, int] = field(default_factory=dict)
+    max_attempts: int = 0
+    keys: set[str] = field(default_factory=set)
+
+    def clear(self) -> None:
+        """Zero every counter in place; requests still in flight stay counted (their handlers hold self)."""
+        in_flight = self.in_flight
+        self.__init__(in_flight=in_flight, peak=in_flight)  # type: ignore[misc]
+
+    def count_prompt(self, text: str) -> None:
+        attempts = self.by_prompt[text] = self.by_prompt.get(text, 0) + 1
+        if attempts > self.max_attempts:
+            self.max_attempts = attempts
+
+    def snapshot(self, **extra: int) -> dict[str, Any]:
+        return {
+            "requests_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "generate_requests": self.generate,
+            "count_tokens_requests": self.count_tokens,
+            "rate_limited": self.rate_limited,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak,
+            "dropped": self.dropped,
+            "by_prompt": self.by_prompt,
+            "distinct_requests": len(self.by_prompt),
+            "max_attempts_per_request": self.max_attempts,
+            **extra,
+            "keys_seen": sorted(self.keys),
+        }

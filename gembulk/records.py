@@ -1,0 +1,157 @@
+"""Value types that cross module boundaries: input rows, prompt requests, per-row outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class InputRow:
+    """One data row of the input, with the id it will carry into its record."""
+
+    id: str
+    fields: dict[str, Any]
+    line: int  # 1-based physical line in the input where the row starts (for error messages)
+    index: int  # 1-based data-row number
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRequest:
+    """A rendered prompt ready to be sent: the text plus the row it came from."""
+
+    row: InputRow
+    prompt: str
+    model: str
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one answer (None from the API is counted as 0)."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    thoughts_tokens: int = 0
+    total_tokens: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "thoughts_tokens": self.thoughts_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why a row failed: HTTP code (None when no HTTP answer), a status name, and a message."""
+
+    status: str
+    message: str
+    code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "status": self.status, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one request: exactly one of ``text`` and ``error`` is set."""
+
+    text: str | None
+    error: RowError | None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model_version: str | None = None
+    attempts: int = 1
+    parsed: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaViolation:
+    """One entry of a 429's google.rpc.QuotaFailure: which quota, and its limit when the server says."""
+
+    quota_id: str
+    limit: int | None = None
+
+    @property
+    def per_day(self) -> bool:
+        return "PerDay" in self.quota_id
+
+    @property
+    def per_minute(self) -> bool:
+        return "PerMinute" in self.quota_id
+
+    @property
+    def tokens(self) -> bool:
+        return "Token" in self.quota_id
+
+
+class CallFailed(Exception):
+    """A request got no usable answer: an HTTP error, a transport fault or a timeout.
+
+    It carries the facts only (the client module extracts them from the SDK's exceptions);
+    the retry module decides what they mean.
+    """
+
+    def __init__(
+        self,
+        status: str,
+        message: str,
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        retry_delay: float | None = None,
+        violations: tuple[QuotaViolation, ...] = (),
+        transport: bool = False,
+    ) -> None:
+        super().__init__(f"{code or ''} {status}: {message}".strip())
+        self.status = status
+        self.message = message
+        self.code = code
+        self.reason = reason  # google.rpc.ErrorInfo reason, e.g. API_KEY_INVALID
+        self.retry_delay = retry_delay  # seconds, from google.rpc.RetryInfo
+        self.violations = violations
+        self.transport = transport  # no HTTP answer at all (connection dropped, refused, timed out)
+
+    def to_row_error(self) -> RowError:
+        return RowError(status=self.status, message=self.message, code=self.code)
+
+
+# Keys every output record has, in this order; input fields with the same names are overwritten.
+RECORD_KEYS = ("id", "response", "error", "finish_reason", "usage", "model")
+
+
+def build_record(
+    row: InputRow, model: str, outcome: Outcome, *, with_parsed: bool = False, mode: str | None = None
+) -> dict[str, Any]:
+    """The output record of one row: the contract's fields first, then the input row's own fields.
+
+    Carrying the input fields along lets runs chain: `gembulk run a.csv | gembulk run - -t "... {response}"`.
+    """
+    record: dict[str, Any] = {
+        "id": row.id,
+        "response": outcome.text,
+        "error": outcome.error.to_json() if outcome.error else None,
+        "finish_reason": outcome.finish_reason,
+        "usage": outcome.usage.to_json() if outcome.usage else None,
+        "model": model,
+    }
+    if with_parsed:
+        record["parsed"] = outcome.parsed
+    if mode is not None:
+        record["mode"] = mode
+    for key, value in row.fields.items():
+        if key not in record:
+            record[key] = value
+    return record

@@ -1,0 +1,696 @@
+"""Tests for gembulk.writers: output formats, batching and durability, resume state and compaction."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gembulk import writers
+from gembulk.errors import InputError, OutputConflictError, UsageError
+from gembulk.writers import (
+    CSV_BASE_COLUMNS,
+    ExistingOutput,
+    OutputClosedError,
+    compact,
+    csv_columns,
+    csv_row_to_record,
+    detect_output_format,
+    load_existing,
+    open_writer,
+    record_to_csv_row,
+)
+
+USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17}
+
+
+def ok(record_id: str, response: str = "fine", **extra: Any) -> dict[str, Any]:
+    record = {
+        "id": record_id,
+        "response": response,
+        "error": None,
+        "finish_reason": "STOP",
+        "usage": USAGE,
+        "model": "gemini-2.5-flash",
+    }
+    record.update(extra)
+    return record
+
+
+def failed(record_id: str, code: int | None = 429, **extra: Any) -> dict[str, Any]:
+    record = {
+        "id": record_id,
+        "response": None,
+        "error": {"code": code, "status": "RESOURCE_EXHAUSTED", "message": "quota, try later"},
+        "finish_reason": None,
+        "usage": None,
+        "model": "gemini-2.5-flash",
+    }
+    record.update(extra)
+    return record
+
+
+def jsonl_bytes(*records: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+
+
+async def write_file(path: Path, fmt: str, records: list[dict[str, Any]], input_columns: tuple = ()) -> None:
+    writer = await open_writer(str(path), fmt, input_columns, with_parsed=False, append=False)
+    for record in records:
+        await writer.write(record)
+    await writer.aclose()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def file_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def temp_leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".gembulk-tmp")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Format detection and CSV layout
+
+
+@pytest.mark.parametrize(
+    ("path", "explicit", "expected"),
+    [
+        ("out.csv", None, "csv"),
+        ("OUT.CSV", None, "csv"),
+        ("out.jsonl", None, "jsonl"),
+        ("out.ndjson", None, "jsonl"),
+        ("out.json", None, "jsonl"),
+        ("out.txt", None, "jsonl"),
+        ("-", None, "jsonl"),
+        ("out.csv", "jsonl", "jsonl"),
+        ("-", "csv", "csv"),
+    ],
+)
+def test_detect_output_format(path: str, explicit: str | None, expected: str) -> None:
+    assert detect_output_format(path, explicit) == expected
+
+
+def test_detect_output_format_bad_explicit() -> None:
+    with pytest.raises(UsageError, match="unknown output format 'xml'"):
+        detect_output_format("out.csv", "xml")
+
+
+def test_csv_columns_layout() -> None:
+    assert csv_columns(["id", "text", "model", "lang", "text"], with_parsed=True) == (
+        *CSV_BASE_COLUMNS,
+        "parsed",
+        "text",
+        "lang",
+    )
+    assert csv_columns(["q"], with_parsed=False) == (*CSV_BASE_COLUMNS, "q")
+
+
+def test_record_to_csv_row_cells() -> None:
+    columns = csv_columns(["text", "n", "meta", "missing"], with_parsed=True)
+    record = ok("7", "multi\nline", text="a,b", n=3, meta={"k": "ü"}, parsed={"score": 0.5})
+    row = dict(zip(columns, record_to_csv_row(record, columns), strict=True))
+    assert row == {
+        "id": "7",
+        "response": "multi\nline",
+        "error_code": "",
+        "error_status": "",
+        "error_message": "",
+        "finish_reason": "STOP",
+        "prompt_tokens": "10",
+        "output_tokens": "5",
+        "thoughts_tokens": "2",
+        "total_tokens": "17",
+        "model": "gemini-2.5-flash",
+        "parsed": '{"score":0.5}',
+        "text": "a,b",
+        "n": "3",
+        "meta": '{"k":"ü"}',
+        "missing": "",
+    }
+
+
+def test_failure_never_reads_back_as_success() -> None:
+    columns = csv_columns([], with_parsed=False)
+    record = {"id": "1", "response": None, "error": {"code": None, "status": "", "message": ""}}
+    row = dict(zip(columns, record_to_csv_row(record, columns), strict=True))
+    assert row["error_status"] == "ERROR"
+    assert csv_row_to_record(row)["error"] == {"code": None, "status": "ERROR", "message": ""}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        ok("1", 'line one\r\nline two, with "quotes"', lang="en", n="4", parsed=["a", 1]),
+        ok("2", "", lang="", n="", parsed="12"),
+        failed("3", lang="fr", n="x", parsed=None),
+        failed("4", code=None, lang="de", n="0", parsed=None),
+    ],
+)
+async def test_csv_round_trip(tmp_path: Path, record: dict[str, Any]) -> None:
+    path = tmp_path / "out.csv"
+    writer = await open_writer(str(path), "csv", ["lang", "n"], with_parsed=True, append=False)
+    await writer.write(record)
+    await writer.aclose()
+    [row] = read_csv(path)
+    back = csv_row_to_record(row)
+    for key in ("id", "response", "error", "usage", "model", "finish_reason", "parsed", "lang", "n"):
+        assert back[key] == record[key], key
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+async def test_jsonl_writer(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    records = [ok("1", "héllo\nworld", parsed={"a": [1, 2]}, mode="batch", cached=True), failed("2")]
+    await write_file(path, "jsonl", records)
+    raw = path.read_bytes()
+    assert raw.count(b"\n") == 2
+    assert "héllo".encode() in raw  # not \u-escaped
+    assert b'"id":"1","response"' in raw  # compact separators
+    assert read_jsonl(path) == records
+
+
+async def test_jsonl_writer_survives_lone_surrogates(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    await write_file(path, "jsonl", [ok("1", "bad \ud800 text"), ok("2")])
+    assert [r["response"] for r in read_jsonl(path)] == ["bad \ud800 text", "fine"]
+
+
+async def test_csv_writer(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    records = [ok("1", "a\r\nb", text='say "hi"'), failed("2", text="bare\rreturn")]
+    await write_file(path, "csv", records, input_columns=("id", "text"))
+    rows = read_csv(path)
+    assert list(rows[0]) == [*CSV_BASE_COLUMNS, "text"]
+    assert [(r["id"], r["response"], r["error_code"], r["text"]) for r in rows] == [
+        ("1", "a\r\nb", "", 'say "hi"'),
+        ("2", "", "429", "bare\rreturn"),
+    ]
+    assert path.read_bytes().count(b"id,response,") == 1
+
+
+async def test_stdout_writer(monkeypatch) -> None:
+    buffer = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=buffer, flush=lambda: None))
+    writer = await open_writer("-", "jsonl", [], with_parsed=False, append=True)
+    await writer.write(ok("1"))
+    await writer.flush()
+    assert json.loads(buffer.getvalue()) == ok("1")
+    await writer.write(ok("2"))
+    await writer.aclose()
+    assert not buffer.closed
+    assert [json.loads(line)["id"] for line in buffer.getvalue().splitlines()] == ["1", "2"]
+
+
+async def test_stdout_csv_writes_header(monkeypatch) -> None:
+    buffer = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=buffer, flush=lambda: None))
+    writer = await open_writer("-", "csv", ["q"], with_parsed=False, append=False)
+    await writer.write(ok("1", q="x"))
+    await writer.aclose()
+    lines = buffer.getvalue().decode().splitlines()
+    assert lines[0] == ",".join((*CSV_BASE_COLUMNS, "q"))
+    assert lines[1].startswith("1,fine,")
+
+
+class BrokenPipe(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+async def test_stdout_broken_pipe_is_a_clean_error(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=BrokenPipe(), flush=lambda: None))
+    writer = await open_writer("-", "jsonl", [], with_parsed=False, append=False)
+    await writer.write(ok("1"))
+    with pytest.raises(OutputClosedError):
+        await writer.flush()
+    with pytest.raises(OutputClosedError):
+        await writer.write(ok("2"))
+    with pytest.raises(OutputClosedError):
+        await writer.aclose()
+
+
+async def test_append_keeps_records_and_skips_csv_header(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    await write_file(path, "csv", [ok("1", q="a")], input_columns=("q",))
+    writer = await open_writer(str(path), "csv", ["q"], with_parsed=False, append=True)
+    await writer.write(ok("2", q="b"))
+    await writer.aclose()
+    assert [r["id"] for r in read_csv(path)] == ["1", "2"]
+    assert path.read_bytes().count(b"id,response,") == 1
+
+
+async def test_append_to_missing_or_empty_csv_writes_header(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"")
+    writer = await open_writer(str(path), "csv", [], with_parsed=False, append=True)
+    await writer.write(ok("1"))
+    await writer.aclose()
+    assert [r["id"] for r in read_csv(path)] == ["1"]
+
+
+async def test_append_csv_with_other_columns_is_a_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    await write_file(path, "csv", [ok("1", q="a")], input_columns=("q",))
+    before = path.read_bytes()
+    with pytest.raises(OutputConflictError, match="header does not match"):
+        await open_writer(str(path), "csv", ["q", "lang"], with_parsed=False, append=True)
+    assert path.read_bytes() == before
+
+
+async def test_append_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    await write_file(path, "jsonl", [ok("1")])
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=True)
+    await writer.write(ok("2"))
+    await writer.aclose()
+    assert [r["id"] for r in read_jsonl(path)] == ["1", "2"]
+
+
+async def test_no_append_truncates(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text("old content\n", encoding="utf-8")
+    await write_file(path, "jsonl", [ok("1")])
+    assert [r["id"] for r in read_jsonl(path)] == ["1"]
+
+
+async def test_flush_makes_every_record_visible(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
+    try:
+        for i in range(500):
+            await writer.write(ok(str(i)))
+        await writer.flush()
+        assert [r["id"] for r in read_jsonl(path)] == [str(i) for i in range(500)]
+        await writer.write(ok("last"))
+        await writer.flush()
+        assert read_jsonl(path)[-1]["id"] == "last"
+    finally:
+        await writer.aclose()
+
+
+async def test_idle_writes_go_out_without_flush(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
+    try:
+        await writer.write(ok("1"))
+        for _ in range(200):  # the flusher runs as soon as the caller yields
+            if path.read_bytes().endswith(b"\n"):
+                break
+            await asyncio.sleep(0.005)
+        assert [r["id"] for r in read_jsonl(path)] == ["1"]
+    finally:
+        await writer.aclose()
+
+
+async def test_writes_under_load_are_batched(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
+    batches: list[int] = []
+    original = writer._sink.write
+
+    async def counting(data: bytes) -> None:
+        batches.append(data.count(b"\n"))
+        await original(data)
+
+    writer._sink.write = counting  # type: ignore[method-assign]
+    for i in range(1000):  # no await yields to the flusher in between
+        await writer.write(ok(str(i)))
+    await writer.flush()
+    await writer.write(ok("idle"))
+    await writer.flush()
+    await writer.aclose()
+    assert sum(batches) == 1001
+    assert batches == [1000, 1]
+
+
+async def test_fsync_on_close_and_at_most_once_per_interval(tmp_path: Path, monkeypatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(writers.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    monkeypatch.setattr(writers, "SYNC_INTERVAL", 3600.0)
+    path = tmp_path / "out.jsonl"
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
+    for i in range(5):
+        await writer.write(ok(str(i)))
+        await writer.flush()
+    assert synced == []
+    await writer.aclose()
+    assert len(synced) == 1
+
+
+async def test_fsync_while_writing_after_interval(tmp_path: Path, monkeypatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(writers.os, "fsync", lambda fd: synced.append(fd))
+    monkeypatch.setattr(writers, "SYNC_INTERVAL", 0.0)
+    writer = await open_writer(str(tmp_path / "o.jsonl"), "jsonl", [], with_parsed=False, append=False)
+    await writer.write(ok("1"))
+    await writer.flush()
+    await asyncio.sleep(0.05)  # the sync follows the write in the flusher
+    assert len(synced) >= 1
+    await writer.aclose()
+
+
+async def test_write_after_close(tmp_path: Path) -> None:
+    writer = await open_writer(str(tmp_path / "o.jsonl"), "jsonl", [], with_parsed=False, append=False)
+    await writer.aclose()
+    await writer.aclose()  # closing twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.write(ok("1"))
+
+
+async def test_unserializable_record_fails_its_caller(tmp_path: Path) -> None:
+    path = tmp_path / "o.jsonl"
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
+    with pytest.raises(TypeError):
+        await writer.write(ok("1", blob=object()))
+    await writer.write(ok("2"))
+    await writer.aclose()
+    assert [r["id"] for r in read_jsonl(path)] == ["2"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+async def test_disk_full_raises_oserror() -> None:
+    writer = await open_writer("/dev/full", "jsonl", [], with_parsed=False, append=False)
+    await writer.write(ok("1"))
+    with pytest.raises(OSError, match="No space left"):
+        await writer.flush()
+    with pytest.raises(OSError):
+        await writer.aclose()
+
+
+# --------------------------------------------------------------------------------------------------
+# load_existing: JSONL
+
+
+async def test_load_existing_missing_or_empty(tmp_path: Path) -> None:
+    assert await load_existing(str(tmp_path / "nope.jsonl"), "jsonl") is None
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert await load_existing(str(tmp_path / "empty.jsonl"), "jsonl") is None
+
+
+async def test_load_existing_success_wins_whatever_the_order(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(
+        jsonl_bytes(failed("1"), ok("1"), ok("2"), failed("2"), failed("3"), failed("3"), ok("4"))
+    )
+    state = await load_existing(str(path), "jsonl")
+    assert state == ExistingOutput(
+        done_ids=frozenset({"1", "2", "4"}),
+        failed_ids=frozenset({"3"}),
+        records=7,
+        torn=False,
+        needs_compaction=True,
+    )
+
+
+async def test_load_existing_clean_file_needs_no_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(jsonl_bytes(ok("1"), failed("2")) + b"\n")  # a trailing blank line is harmless
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None
+    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
+        frozenset({"1"}),
+        frozenset({"2"}),
+        2,
+        False,
+        False,
+    )
+
+
+async def test_load_existing_drops_torn_line_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    good = jsonl_bytes(ok("1"), ok("2"))
+    path.write_bytes(good + b'{"id":"3","response":"hal')
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None
+    assert state.torn is True
+    assert state.records == 2
+    assert state.done_ids == frozenset({"1", "2"})
+    assert path.read_bytes() == good
+
+
+async def test_load_existing_drops_complete_json_missing_newline(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    good = jsonl_bytes(ok("1"))
+    path.write_bytes(good + json.dumps(ok("2")).encode())
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None and state.torn and state.done_ids == frozenset({"1"})
+    assert path.read_bytes() == good
+
+
+async def test_load_existing_drops_garbage_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    good = jsonl_bytes(ok("1"))
+    path.write_bytes(good + b"\x00\x00\x00\x00\n")
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None and state.torn and state.records == 1
+    assert path.read_bytes() == good
+
+
+async def test_load_existing_torn_only_record(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"id":"1","resp')
+    state = await load_existing(str(path), "jsonl")
+    assert state == ExistingOutput(frozenset(), frozenset(), 0, True, False)
+    assert path.read_bytes() == b""
+
+
+async def test_load_existing_invalid_middle_line_leaves_file_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    content = jsonl_bytes(ok("1")) + b"{oops\n" + jsonl_bytes(ok("2")) + b'{"id":"3"'
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        await load_existing(str(path), "jsonl")
+    assert info.value.message.startswith(f"{path}:2: not a gembulk record")
+    assert path.read_bytes() == content
+
+
+async def test_load_existing_json_that_is_not_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    content = jsonl_bytes(ok("1"), {"name": "someone else's data"})
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r":2: not a gembulk record"):
+        await load_existing(str(path), "jsonl")
+    assert path.read_bytes() == content
+
+
+async def test_load_existing_foreign_text_file_is_never_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_bytes(b"dear diary")
+    with pytest.raises(InputError, match=r":1: not a gembulk record"):
+        await load_existing(str(path), "jsonl")
+    assert path.read_bytes() == b"dear diary"
+
+
+# --------------------------------------------------------------------------------------------------
+# load_existing: CSV
+
+
+async def csv_output(path: Path, records: list[dict[str, Any]]) -> bytes:
+    await write_file(path, "csv", records, input_columns=("text",))
+    return file_bytes(path)
+
+
+async def test_load_existing_csv(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    await csv_output(path, [failed("1", text="a"), ok("1", "x\ny", text="b"), failed("2", text='c"d')])
+    state = await load_existing(str(path), "csv")
+    assert state == ExistingOutput(frozenset({"1"}), frozenset({"2"}), 3, False, True)
+
+
+async def test_load_existing_csv_torn_inside_quoted_multiline_field(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    good = await csv_output(path, [ok("1", "one\ntwo", text="t")])
+    with path.open("ab") as handle:
+        handle.write(b'2,"first line\r\nsecond line\r\n')  # the crash hit inside the quoted response
+    state = await load_existing(str(path), "csv")
+    assert state is not None
+    assert (state.torn, state.records, state.done_ids) == (True, 1, frozenset({"1"}))
+    assert path.read_bytes() == good
+
+
+async def test_load_existing_csv_torn_without_newline(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    good = await csv_output(path, [ok("1", text="t")])
+    path.write_bytes(good + b"2,fine,,,,STOP")
+    state = await load_existing(str(path), "csv")
+    assert state is not None and state.torn and state.records == 1
+    assert path.read_bytes() == good
+
+
+async def test_load_existing_csv_torn_header(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"id,response,error_co")
+    state = await load_existing(str(path), "csv")
+    assert state == ExistingOutput(frozenset(), frozenset(), 0, True, False)
+    assert path.read_bytes() == b""
+
+
+async def test_load_existing_csv_foreign_header(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    content = b"id,prompt\n1,hello\n"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        await load_existing(str(path), "csv")
+    assert info.value.message.startswith(f"{path}:1: not a gembulk record")
+    assert "header" in info.value.message
+    assert path.read_bytes() == content
+
+
+async def test_load_existing_csv_bad_middle_record(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    good = await csv_output(path, [ok("1", text="t")])
+    content = (
+        good
+        + b"2,too,few\r\n"
+        + (await csv_output(tmp_path / "other.csv", [ok("3", text="u")])).split(b"\r\n", 1)[1]
+    )
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r":3: not a gembulk record"):
+        await load_existing(str(path), "csv")
+    assert path.read_bytes() == content
+
+
+async def test_crash_resume_cycle(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    await write_file(path, "jsonl", [ok("1"), failed("2")])
+    with path.open("ab") as handle:
+        handle.write(b'{"id":"3","respo')  # the process died mid-write
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None and state.torn
+    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=True)
+    for record in (ok("2"), ok("3")):
+        await writer.write(record)
+    await writer.aclose()
+    state = await load_existing(str(path), "jsonl")
+    assert state == ExistingOutput(frozenset({"1", "2", "3"}), frozenset(), 4, False, True)
+    assert await compact(str(path), "jsonl") == 3
+    assert [(r["id"], r["error"]) for r in read_jsonl(path)] == [("1", None), ("2", None), ("3", None)]
+
+
+# --------------------------------------------------------------------------------------------------
+# compact
+
+
+async def test_compact_jsonl_keeps_one_per_id_in_first_appearance_order(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    records = [
+        failed("b", message_no=1),
+        ok("a", "first a"),
+        failed("c", message_no=2),
+        ok("b", "b ok"),
+        failed("b", message_no=3),
+        failed("c", message_no=4),
+        ok("a", "second a"),
+        ok("d"),
+    ]
+    path.write_bytes(jsonl_bytes(*records))
+    assert await compact(str(path), "jsonl") == 4
+    kept = read_jsonl(path)
+    assert [r["id"] for r in kept] == ["b", "a", "c", "d"]
+    assert kept[0]["response"] == "b ok"  # the success, though a failure came later
+    assert kept[1]["response"] == "second a"  # the last success
+    assert kept[2]["message_no"] == 4  # no success: the last record
+    assert temp_leftovers(tmp_path) == []
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None and not state.needs_compaction
+
+
+async def test_compact_csv_keeps_header_and_multiline_records(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    await csv_output(
+        path,
+        [failed("1", text="x\ny"), ok("2", "two\r\nlines", text='q"q'), ok("1", "one\nok", text="x\ny")],
+    )
+    assert await compact(str(path), "csv") == 2
+    rows = read_csv(path)
+    assert [(r["id"], r["response"], r["text"]) for r in rows] == [
+        ("1", "one\nok", "x\ny"),
+        ("2", "two\r\nlines", 'q"q'),
+    ]
+    assert path.read_bytes().count(b"id,response,") == 1
+
+
+async def test_compact_drops_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(jsonl_bytes(ok("1"), ok("1")) + b'{"id":"2"')
+    assert await compact(str(path), "jsonl") == 1
+    assert path.read_bytes() == jsonl_bytes(ok("1"))
+
+
+async def test_compact_is_atomic_when_replace_fails(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "out.jsonl"
+    content = jsonl_bytes(failed("1"), ok("1"), ok("2"))
+    path.write_bytes(content)
+    seen: list[tuple[str, str]] = []
+
+    def failing_replace(src: str, dst: str) -> None:
+        seen.append((src, dst))
+        assert Path(src).parent == tmp_path  # the temp file is beside the output
+        assert Path(src).read_bytes() == jsonl_bytes(ok("1"), ok("2"))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        await compact(str(path), "jsonl")
+    assert len(seen) == 1 and seen[0][1] == str(path)
+    assert path.read_bytes() == content
+    assert temp_leftovers(tmp_path) == []
+
+
+async def test_compact_refuses_foreign_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    content = jsonl_bytes(ok("1")) + b"not json\n" + jsonl_bytes(ok("2"))
+    path.write_bytes(content)
+    with pytest.raises(InputError):
+        await compact(str(path), "jsonl")
+    assert path.read_bytes() == content
+    assert temp_leftovers(tmp_path) == []
+
+
+async def test_compact_keeps_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(jsonl_bytes(ok("1"), ok("1")))
+    path.chmod(0o640)
+    await compact(str(path), "jsonl")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+async def test_large_output_resume_and_compact(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(writers, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
+    path = tmp_path / "out.jsonl"
+    records = [failed(str(i)) if i % 10 == 0 else ok(str(i), "r" * (i % 97)) for i in range(20_000)]
+    records += [ok(str(i)) for i in range(0, 20_000, 20)]
+    await write_file(path, "jsonl", records)
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None
+    assert state.records == 21_000
+    assert len(state.done_ids) == 19_000
+    assert state.failed_ids == frozenset(str(i) for i in range(10, 20_000, 20))
+    assert await compact(str(path), "jsonl") == 20_000
+    assert [r["id"] for r in read_jsonl(path)] == [str(i) for i in range(20_000)]
