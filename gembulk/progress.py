@@ -6,18 +6,12 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import IO, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from gembulk.observer import NullObserver, RunObserver
 from gembulk.settings import ProgressMode
@@ -180,28 +174,36 @@ class JsonObserver(_TickingObserver):
             )
 
 
+class _ProgressWithDetail(Progress):
+    """A Rich Progress with one extra status line under the bar (tokens, retries, 429s, concurrency)."""
+
+    detail: Text = Text()
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.detail
+
+
 class BarObserver(_TickingObserver):
-    """A Rich progress bar with rate, ETA, tokens, retries, 429s, concurrency and failures."""
+    """A Rich progress bar with rate and ETA, and a status line of tokens, retries, 429s and concurrency."""
 
     interval = BAR_REFRESH
 
     def __init__(self, stream: IO[str], *, quiet: bool) -> None:
         super().__init__(stream, quiet=quiet)
         self.console = Console(file=stream, stderr=stream is sys.stderr)
-        self.progress = Progress(
+        self.progress = _ProgressWithDetail(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=None),
             MofNCompleteColumn(),
-            TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"),
             console=self.console,
             transient=False,
+            expand=False,
         )
-        self.task_id = self.progress.add_task("gembulk", total=None, rate="", detail="")
+        self.task_id = self.progress.add_task("gembulk", total=None, rate="")
 
     def start(self, stats: RunStats, *, title: str) -> None:
         super().start(stats, title=title)
@@ -211,16 +213,15 @@ class BarObserver(_TickingObserver):
 
     def render(self) -> None:
         f = status_fields(self.stats, time.monotonic() - self.started)
-        detail = (
-            f"{f['tokens']:,} tok · {f['retries']} retries · {f['rate_limited']}×429 · "
-            f"c={f['in_flight']}/{f['concurrency']} · [red]{f['failed']} failed[/red]"
+        detail = Text.assemble(
+            f"  {f['ok']} ok · ",
+            (f"{f['failed']} failed", "red" if f["failed"] else ""),
+            f" · {f['tokens']:,} tokens · {f['retries']} retries · {f['rate_limited']}×429"
+            f" · in flight {f['in_flight']}/{f['concurrency']}",
         )
+        self.progress.detail = detail
         self.progress.update(
-            self.task_id,
-            completed=f["done"],
-            total=f["total"],
-            rate=f"{f['rows_per_s']:.1f}/s",
-            detail=detail,
+            self.task_id, completed=f["done"], total=f["total"], rate=f"{f['rows_per_s']:.1f} rows/s"
         )
 
     def message(self, text: str) -> None:

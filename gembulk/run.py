@@ -16,6 +16,7 @@ from typing import Any
 from gembulk import jobfile
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode, FatalAPIError, GembulkError, InputError, UsageError
+from gembulk.executors import Executor
 from gembulk.executors.online import OnlineExecutor
 from gembulk.observer import NullObserver, RunObserver
 from gembulk.prompts import Template, prompt_template
@@ -229,10 +230,10 @@ async def _execute(options: RunOptions, prepared: _Prepared, observer: RunObserv
             timeout=options.timeout,
             settings=_generation_with_schema(options, prepared.schema),
         ) as client:
-            scheduler = Scheduler(options.limits, stats)
-            executor = OnlineExecutor(client, scheduler, options.retry, stats)
-            requests = _requests(prepared, options, done_ids, stats)
-            task = asyncio.create_task(executor.run(requests, emit))
+            executor = _make_executor(options, client, stats)
+            task = asyncio.create_task(
+                executor.run(lambda: _requests(prepared, options, done_ids, stats), emit)
+            )
             with stop.installed():
                 interrupted = await _wait_or_stop(task, stop, executor, options.grace_period, observer)
     except* FatalAPIError as group:
@@ -248,6 +249,11 @@ async def _execute(options: RunOptions, prepared: _Prepared, observer: RunObserv
     if exit_code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(_resume_hint(options, stats))
     return RunResult(exit_code, stats, elapsed, error)
+
+
+def _make_executor(options: RunOptions, client: GeminiClient, stats: RunStats) -> Executor:
+    """The executor behind the seam: online now; the Batch API executor plugs in here."""
+    return OnlineExecutor(client, Scheduler(options.limits, stats), options.retry, stats)
 
 
 def _generation_with_schema(options: RunOptions, schema: dict[str, Any] | None) -> GenerationSettings:
@@ -275,7 +281,7 @@ def _request(template: Template, row: InputRow, model: str) -> PromptRequest:
 async def _wait_or_stop(
     task: asyncio.Task[None],
     stop: _StopSignal,
-    executor: OnlineExecutor,
+    executor: Executor,
     grace: float,
     observer: RunObserver,
 ) -> bool:

@@ -8,6 +8,9 @@ from typing import Protocol
 from gembulk.records import Outcome, PromptRequest
 
 Emit = Callable[[PromptRequest, Outcome], Awaitable[None]]
+# A fresh pass over the requests still to do; an executor may take more than one pass (the batch
+# executor streams them into upload files first and matches results to them after), so memory stays flat.
+RequestSource = Callable[[], AsyncIterator[PromptRequest]]
 
 
 class Executor(Protocol):
@@ -16,7 +19,7 @@ class Executor(Protocol):
     A request left unfinished (interrupt, fatal error) gets no outcome: it is picked up by the next run.
     """
 
-    async def run(self, requests: AsyncIterator[PromptRequest], emit: Emit) -> None: ...
+    async def run(self, requests: RequestSource, emit: Emit) -> None: ...
 
     def stop_dispatching(self) -> None:
         """Start no new request; let those in flight finish."""

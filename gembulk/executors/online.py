@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from gembulk.client import GeminiClient, estimate_tokens
 from gembulk.errors import FatalAPIError
-from gembulk.executors import Emit
+from gembulk.executors import Emit, RequestSource
 from gembulk.records import CallFailed, Outcome, PromptRequest
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
 from gembulk.scheduler import Scheduler
@@ -51,11 +51,11 @@ class OnlineExecutor:
     def stop_dispatching(self) -> None:
         self._stopping.set()
 
-    async def run(self, requests: AsyncIterator[PromptRequest], emit: Emit) -> None:
+    async def run(self, requests: RequestSource, emit: Emit) -> None:
         workers = self._scheduler.limits.concurrency
         queue: asyncio.Queue[PromptRequest | None] = asyncio.Queue(maxsize=workers * 2)
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._feed(requests, queue, workers))
+            group.create_task(self._feed(requests(), queue, workers))
             for _ in range(workers):
                 group.create_task(self._work(queue, emit))
 
