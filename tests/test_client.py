@@ -1,0 +1,168 @@
+"""The client module over the real SDK and real HTTP: outcome classification and error translation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from gembulk.client import GeminiClient, GenerationSettings, parse_duration
+from gembulk.fake import expected_text
+from gembulk.records import CallFailed
+from tests.fake_support import RunningFake, running_fake
+
+KEY = "client-test-key"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningFake]:
+    with running_fake(window=1.0, bad_keys=("bad",)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def api(server: RunningFake) -> RunningFake:
+    server.configure(latency=0.0, rpm=0, rpd=0, tpm=0, error_rate=0.0)
+    server.reset()
+    return server
+
+
+def client(
+    url: str, *, key: str = KEY, timeout: float | None = 10.0, concurrency: int = 8, **settings
+) -> GeminiClient:
+    return GeminiClient(
+        api_key=key,
+        base_url=url,
+        max_connections=concurrency,
+        timeout=timeout,
+        settings=GenerationSettings(**settings),
+    )
+
+
+async def generate(api: RunningFake, prompt: str, model: str = "gemini-2.5-flash", **kwargs):
+    async with client(api.url, **kwargs) as c:
+        return await c.generate(model, prompt)
+
+
+async def test_success_carries_text_usage_and_finish_reason(api: RunningFake) -> None:
+    outcome = await generate(api, "hello there")
+    assert outcome.ok and outcome.text == expected_text("hello there")
+    assert outcome.finish_reason == "STOP"
+    assert outcome.usage is not None
+    assert outcome.usage.total_tokens == (
+        outcome.usage.prompt_tokens + outcome.usage.output_tokens + outcome.usage.thoughts_tokens
+    )
+    assert outcome.model_version == "gemini-2.5-flash"
+
+
+@pytest.mark.parametrize(
+    ("marker", "status", "finish"),
+    [
+        ("[[block]]", "BLOCKED_PROHIBITED_CONTENT", None),
+        ("[[block:OTHER]]", "BLOCKED_OTHER", None),
+        ("[[safety]]", "SAFETY", "SAFETY"),
+        ("[[recitation]]", "RECITATION", "RECITATION"),
+        ("[[max_tokens]]", "MAX_TOKENS", "MAX_TOKENS"),
+        ("[[empty]]", "EMPTY_RESPONSE", None),
+    ],
+)
+async def test_answers_without_text_are_row_failures(
+    api: RunningFake, marker: str, status: str, finish: str
+) -> None:
+    outcome = await generate(api, f"x {marker}")
+    assert not outcome.ok and outcome.text is None
+    assert outcome.error is not None and outcome.error.status == status and outcome.error.code is None
+    assert outcome.finish_reason == finish
+
+
+async def test_system_instruction_and_schema_reach_the_wire(api: RunningFake) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    outcome = await generate(api, "count", system="be brief", json_schema=schema, temperature=0.1)
+    assert outcome.ok and isinstance(outcome.parsed, dict) and isinstance(outcome.parsed["n"], int)
+    # the fake counts the system instruction in the prompt tokens, so it was sent
+    plain = await generate(api, "count")
+    assert outcome.usage.prompt_tokens > plain.usage.prompt_tokens
+
+
+async def test_429_carries_retry_delay_and_announced_quota(api: RunningFake) -> None:
+    api.configure(rpm=1)
+    async with client(api.url) as c:
+        await c.generate("gemini-2.5-flash", "first")
+        with pytest.raises(CallFailed) as caught:
+            await c.generate("gemini-2.5-flash", "second")
+    failure = caught.value
+    assert failure.code == 429 and failure.status == "RESOURCE_EXHAUSTED"
+    assert failure.retry_delay is not None and 0 < failure.retry_delay <= 1.0
+    (violation,) = failure.violations
+    assert violation.per_minute and not violation.per_day
+    assert violation.limit == 60  # 1 per 1-second window, announced per minute
+
+
+async def test_per_day_quota_is_recognised(api: RunningFake) -> None:
+    api.configure(rpd=1)
+    async with client(api.url) as c:
+        await c.generate("gemini-2.5-flash", "a")
+        with pytest.raises(CallFailed) as caught:
+            await c.generate("gemini-2.5-flash", "b")
+    assert any(v.per_day for v in caught.value.violations)
+
+
+async def test_bad_key_reason_is_extracted(api: RunningFake) -> None:
+    with pytest.raises(CallFailed) as caught:
+        await generate(api, "x", key="bad")
+    assert caught.value.code == 400 and caught.value.reason == "API_KEY_INVALID"
+    assert "bad" not in caught.value.message.split()  # the key itself is never echoed
+
+
+@pytest.mark.parametrize(
+    ("marker", "code", "status"),
+    [
+        ("[[fail:500:1]]", 500, "INTERNAL"),
+        ("[[fail:503:1]]", 503, "UNAVAILABLE"),
+        ("[[invalid]]", 400, "INVALID_ARGUMENT"),
+    ],
+)
+async def test_http_errors_become_call_failed(api: RunningFake, marker: str, code: int, status: str) -> None:
+    with pytest.raises(CallFailed) as caught:
+        await generate(api, f"x {marker}")
+    assert (caught.value.code, caught.value.status, caught.value.transport) == (code, status, False)
+
+
+async def test_dropped_connection_is_a_transport_failure_without_hidden_sdk_retry(api: RunningFake) -> None:
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(CallFailed) as caught:
+        await generate(api, "x [[drop:1]]")
+    assert caught.value.transport and caught.value.code is None
+    # the SDK's own aiohttp path would sleep 1-10 s and retry; retries are ours alone
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert api.stats()["by_prompt"]["x [[drop:1]]"] == 1
+
+
+async def test_timeout_is_a_transport_failure(api: RunningFake) -> None:
+    with pytest.raises(CallFailed) as caught:
+        await generate(api, "x [[sleep:2]]", timeout=0.3)
+    assert caught.value.status == "DEADLINE_EXCEEDED" and caught.value.transport
+
+
+async def test_connection_refused_is_a_transport_failure() -> None:
+    with pytest.raises(CallFailed) as caught:
+        async with client("http://127.0.0.1:9") as c:
+            await c.generate("gemini-2.5-flash", "x")
+    assert caught.value.transport
+
+
+async def test_connection_pool_allows_the_whole_concurrency(api: RunningFake) -> None:
+    # httpx2's default pool stops at 100 in flight; our session is sized to the concurrency cap
+    api.configure(latency=0.5)
+    async with client(api.url, concurrency=120) as c:
+        await asyncio.gather(*(c.generate("gemini-2.5-flash", f"p{i}") for i in range(120)))
+    assert api.stats()["peak_in_flight"] >= 120  # (a slow request of an earlier test may still be in flight)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("37s", 37.0), ("0.347s", 0.347), ("45.837906927s", 45.837906927), ("x", None), (None, None)],
+)
+def test_parse_duration(text: str | None, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
