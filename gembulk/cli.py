@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import sys
@@ -13,16 +14,22 @@ import typer
 
 from gembulk import __version__
 from gembulk.client import GenerationSettings
-from gembulk.errors import ExitCode, GembulkError
+from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
 from gembulk.settings import (
+    DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
+    BatchMode,
+    BatchOptions,
     ProgressMode,
     RunOptions,
     check_positive,
+    parse_size,
     resolve_api_key,
     resolve_base_url,
 )
@@ -31,7 +38,8 @@ from gembulk.writers import OutputClosedError
 EXIT_CODES_HELP = """
 Exit codes: 0 every row succeeded; 1 the run finished and some rows failed; 2 bad usage or input,
 nothing sent; 3 stopped early on a fatal API condition (invalid key, permission denied, unknown model,
-per-day quota exhausted), finished rows kept; 130 interrupted (SIGINT/SIGTERM), finished rows kept.
+per-day quota exhausted), finished rows kept; 4 batch jobs not done yet (batch fetch, batch wait
+--timeout); 130 interrupted (SIGINT/SIGTERM), finished rows kept.
 """
 
 app = typer.Typer(
@@ -41,6 +49,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Bulk prompt processor for the Gemini API: one result record per input row.\n" + EXIT_CODES_HELP,
 )
+
+batch_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Batch API jobs submitted with `gembulk run … --batch [--detach]`: status, wait, fetch, cancel, "
+    "list.\n"
+    "JOB|STATEFILE is a job name (batches/…), the state file written beside OUT "
+    "(OUT.gembulk-batch.json), or OUT itself.\n" + EXIT_CODES_HELP,
+)
+app.add_typer(batch_app, name="batch")
+
+
+class Fallback(enum.StrEnum):
+    NONE = "none"
+    ONLINE = "online"
+
 
 _debug = False
 
@@ -122,12 +146,92 @@ def run(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output instead of resuming it.")
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Send the rows through the Batch API: half the price, answers within 24 h, no per-minute "
+            'quota. Same records as online, plus "mode": "batch".',
+        ),
+    ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="With --batch: submit, write OUT.gembulk-batch.json, print the job names on stdout and "
+            "exit 0; collect later with `gembulk batch fetch`.",
+        ),
+    ] = False,
+    fallback: Annotated[
+        Fallback,
+        typer.Option(
+            "--fallback",
+            help="With --batch: 'online' finishes the rows of a FAILED, EXPIRED or CANCELLED job, and rows "
+            "with a transient error line (429, 5xx), with the online scheduler in the same run.",
+        ),
+    ] = Fallback.NONE,
+    keep_files: Annotated[
+        bool,
+        typer.Option(
+            "--keep-files", help="With --batch: keep the uploaded input and the result files after the fetch."
+        ),
+    ] = False,
+    batch_max_rows: Annotated[
+        int,
+        typer.Option(
+            "--batch-max-rows", help="With --batch: most rows in one job; more rows make more jobs."
+        ),
+    ] = DEFAULT_BATCH_MAX_ROWS,
+    batch_max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--batch-max-bytes",
+            help="With --batch: largest input file of one job, e.g. 500MB (the service takes up to 2 GB).",
+        ),
+    ] = "1.9GB",
+    batch_name: Annotated[
+        str | None,
+        typer.Option("--batch-name", help="With --batch: job display name (default: gembulk OUT-NAME)."),
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval", help="With --batch: seconds before the first poll; doubles each time."
+        ),
+    ] = DEFAULT_POLL_INTERVAL,
+    poll_max_interval: Annotated[
+        float, typer.Option("--poll-max-interval", help="With --batch: longest wait between two polls.")
+    ] = DEFAULT_POLL_MAX_INTERVAL,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
     from gembulk.progress import make_observer
     from gembulk.run import run_job
 
+    batch_options = None
+    if batch:
+        check_positive("--batch-max-rows", batch_max_rows)
+        check_positive("--poll-interval", poll_interval)
+        check_positive("--poll-max-interval", poll_max_interval)
+        batch_options = BatchOptions(
+            mode=BatchMode.DETACH if detach else BatchMode.RUN,
+            max_rows=batch_max_rows,
+            max_bytes=parse_size("--batch-max-bytes", batch_max_bytes),
+            poll_interval=poll_interval,
+            poll_max_interval=max(poll_interval, poll_max_interval),
+            fallback_online=fallback is Fallback.ONLINE,
+            keep_files=keep_files,
+            display_name=batch_name,
+        )
+    else:
+        for flag, used in (
+            ("--detach", detach),
+            ("--fallback", fallback is not Fallback.NONE),
+            ("--keep-files", keep_files),
+            ("--batch-name", batch_name is not None),
+        ):
+            if used:
+                raise UsageError(f"{flag} works only with --batch")
     check_positive("--concurrency", concurrency)
     check_positive("--rpm", rpm)
     check_positive("--tpm", tpm)
@@ -156,12 +260,264 @@ def run(
         quiet=quiet,
         dry_run=dry_run,
         overwrite=overwrite,
+        batch=batch_options,
     )
     observer = make_observer(progress, quiet=quiet)
     result = asyncio.run(run_job(options, observer))
     if result.error is not None:
         _print_error(result.error)
+    elif detach and not dry_run:
+        for name in result.jobs:
+            print(name, flush=True)
     raise typer.Exit(int(result.exit_code))
+
+
+# -- gembulk batch … ---------------------------------------------------------------------------------
+
+_TargetArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="JOB|STATEFILE",
+        help="A job name (batches/…), a state file (OUT.gembulk-batch.json), or OUT.",
+    ),
+]
+_ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", help="API key (default: GEMINI_API_KEY, then GOOGLE_API_KEY).")
+]
+_BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="API endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google)."),
+]
+_DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+_JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")]
+_PollOpt = Annotated[
+    float, typer.Option("--poll-interval", help="Seconds before the first poll; doubles each time.")
+]
+_PollMaxOpt = Annotated[float, typer.Option("--poll-max-interval", help="Longest wait between two polls.")]
+_FallbackOpt = Annotated[
+    Fallback | None,
+    typer.Option(
+        "--fallback",
+        help="'online' finishes rows the batch did not answer (failed, expired or cancelled job, transient "
+        "error line) with the online scheduler; default: what the submitting run said.",
+    ),
+]
+_KeepOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-files/--delete-files",
+        help="Keep (or delete) the uploaded input and result files after the fetch; default: what the "
+        "submitting run said (delete unless it had --keep-files).",
+    ),
+]
+_OutputOpt = Annotated[
+    str | None,
+    typer.Option("-o", "--output", help="Output file (default: the OUT the batch was submitted for)."),
+]
+_ProgressOpt = Annotated[ProgressMode, typer.Option("--progress", help="auto, bar, plain, json or off.")]
+_QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No final summary.")]
+
+
+def _connection(api_key: str | None, base_url: str | None):  # type: ignore[no-untyped-def]
+    from gembulk.batch.commands import Connection
+
+    key = resolve_api_key(api_key)
+    if not key:
+        raise UsageError("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key")
+    return Connection(api_key=key, base_url=resolve_base_url(base_url))
+
+
+@batch_app.command("status", help="Show the state of a batch job, or of every job of a state file.")
+def batch_status(
+    target: _TargetArg,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
+    ] = None,
+    as_json: _JsonOpt = False,
+    api_key: _ApiKeyOpt = None,
+    base_url: _BaseUrlOpt = None,
+    debug: _DebugOpt = False,
+) -> None:
+    _setup_logging(debug)
+    from gembulk.batch import commands
+
+    print(asyncio.run(commands.status(target, output, _connection(api_key, base_url), as_json=as_json)))
+
+
+@batch_app.command("cancel", help="Cancel a batch job, or every unfinished job of a state file.")
+def batch_cancel(
+    target: _TargetArg,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
+    ] = None,
+    api_key: _ApiKeyOpt = None,
+    base_url: _BaseUrlOpt = None,
+    debug: _DebugOpt = False,
+) -> None:
+    _setup_logging(debug)
+    from gembulk.batch import commands
+
+    print(asyncio.run(commands.cancel(target, output, _connection(api_key, base_url))))
+
+
+@batch_app.command("list", help="List the newest batch jobs of this API key.")
+def batch_list(
+    limit: Annotated[int, typer.Option("--limit", help="How many jobs to show, newest first.")] = 20,
+    as_json: _JsonOpt = False,
+    api_key: _ApiKeyOpt = None,
+    base_url: _BaseUrlOpt = None,
+    debug: _DebugOpt = False,
+) -> None:
+    _setup_logging(debug)
+    from gembulk.batch import commands
+
+    check_positive("--limit", limit)
+    print(asyncio.run(commands.list_jobs(_connection(api_key, base_url), limit=limit, as_json=as_json)))
+
+
+def _collect(
+    mode: BatchMode,
+    target: str,
+    output: str | None,
+    *,
+    timeout: float | None,
+    poll_interval: float,
+    poll_max_interval: float,
+    fallback: Fallback | None,
+    keep_files: bool | None,
+    progress: ProgressMode,
+    quiet: bool,
+    api_key: str | None,
+    base_url: str | None,
+) -> None:
+    from gembulk.batch import state as batch_state
+    from gembulk.batch.commands import fetch_bare
+    from gembulk.batch.jobs import PollSettings
+    from gembulk.progress import make_observer
+    from gembulk.run import collect_batch
+
+    check_positive("--poll-interval", poll_interval)
+    check_positive("--poll-max-interval", poll_max_interval)
+    check_positive("--timeout", timeout)
+    state_file, job = batch_state.resolve_target(target, output)
+    observer = make_observer(progress, quiet=quiet)
+    if state_file is None:
+        assert job is not None
+        if output is None or output == "-":
+            raise UsageError(f"give -o FILE: {job} has no state file to say where its results go")
+        connection = _connection(api_key, base_url)
+        settings = PollSettings(poll_interval, max(poll_interval, poll_max_interval), timeout)
+        code, stats = asyncio.run(
+            fetch_bare(
+                job,
+                output,
+                connection,
+                observer,
+                wait=mode is BatchMode.WAIT,
+                poll_settings=settings,
+                keep_files=bool(keep_files),
+            )
+        )
+        if not quiet:
+            print(
+                f"gembulk: done: {stats.ok} ok, {stats.failed} failed (records carry id = key only)",
+                file=sys.stderr,
+            )
+        raise typer.Exit(int(code))
+    options = BatchOptions(
+        mode=mode,
+        poll_interval=poll_interval,
+        poll_max_interval=max(poll_interval, poll_max_interval),
+        wait_timeout=timeout,
+    )
+    result = asyncio.run(
+        collect_batch(
+            state_file,
+            output,
+            api_key=resolve_api_key(api_key),
+            base_url=resolve_base_url(base_url),
+            batch=options,
+            fallback_online=None if fallback is None else fallback is Fallback.ONLINE,
+            keep_files=keep_files,
+            progress=progress,
+            quiet=quiet,
+            observer=observer,
+        )
+    )
+    if result.error is not None:
+        _print_error(result.error)
+    raise typer.Exit(int(result.exit_code))
+
+
+@batch_app.command(
+    "wait",
+    help="Poll until the jobs have ended, then write OUT (as `run --batch` would). Exit 4 on --timeout.\n"
+    + EXIT_CODES_HELP,
+)
+def batch_wait(
+    target: _TargetArg,
+    output: _OutputOpt = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Give up waiting after this many seconds (exit 4).")
+    ] = None,
+    poll_interval: _PollOpt = DEFAULT_POLL_INTERVAL,
+    poll_max_interval: _PollMaxOpt = DEFAULT_POLL_MAX_INTERVAL,
+    fallback: _FallbackOpt = None,
+    keep_files: _KeepOpt = None,
+    progress: _ProgressOpt = ProgressMode.AUTO,
+    quiet: _QuietOpt = False,
+    api_key: _ApiKeyOpt = None,
+    base_url: _BaseUrlOpt = None,
+    debug: _DebugOpt = False,
+) -> None:
+    _setup_logging(debug)
+    _collect(
+        BatchMode.WAIT,
+        target,
+        output,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        poll_max_interval=poll_max_interval,
+        fallback=fallback,
+        keep_files=keep_files,
+        progress=progress,
+        quiet=quiet,
+        api_key=api_key,
+        base_url=base_url,
+    )
+
+
+@batch_app.command(
+    "fetch",
+    help="Write OUT if the jobs have ended, else exit 4 and touch nothing. Safe to run again and again "
+    "(e.g. from cron until it exits 0 or 1).\n" + EXIT_CODES_HELP,
+)
+def batch_fetch(
+    target: _TargetArg,
+    output: _OutputOpt = None,
+    fallback: _FallbackOpt = None,
+    keep_files: _KeepOpt = None,
+    progress: _ProgressOpt = ProgressMode.AUTO,
+    quiet: _QuietOpt = False,
+    api_key: _ApiKeyOpt = None,
+    base_url: _BaseUrlOpt = None,
+    debug: _DebugOpt = False,
+) -> None:
+    _setup_logging(debug)
+    _collect(
+        BatchMode.FETCH,
+        target,
+        output,
+        timeout=None,
+        poll_interval=DEFAULT_POLL_INTERVAL,
+        poll_max_interval=DEFAULT_POLL_MAX_INTERVAL,
+        fallback=fallback,
+        keep_files=keep_files,
+        progress=progress,
+        quiet=quiet,
+        api_key=api_key,
+        base_url=base_url,
+    )
 
 
 @app.command("fake-server", help="Serve the fake Gemini API locally; prints its base URL as the first line.")
@@ -176,6 +532,9 @@ def fake_server(
     window: Annotated[float, typer.Option(help="Seconds of the rpm/tpm window (60 = real time).")] = 60.0,
     day: Annotated[float, typer.Option(help="Seconds of the rpd window.")] = 86400.0,
     error_rate: Annotated[float, typer.Option(help="Share of requests failing with 500/503/dropped.")] = 0.0,
+    api_error_rate: Annotated[
+        float, typer.Option(help="Share of Files/Batch API calls failing with 500/503.")
+    ] = 0.0,
     bad_key: Annotated[list[str] | None, typer.Option(help="An API key to refuse (repeatable).")] = None,
     batch_pending: Annotated[float, typer.Option(help="Seconds a batch stays PENDING.")] = 1.0,
     batch_running: Annotated[float, typer.Option(help="Seconds a batch stays RUNNING.")] = 2.0,
@@ -198,6 +557,7 @@ def fake_server(
             window=window,
             day=day,
             error_rate=error_rate,
+            api_error_rate=api_error_rate,
             bad_keys=tuple(bad_key or ()),
             batch_pending=batch_pending,
             batch_running=batch_running,
@@ -221,7 +581,9 @@ def _setup_logging(debug: bool) -> None:
 
 
 def _print_error(error: GembulkError) -> None:
-    print(f"gembulk: error: {error.message}", file=sys.stderr)
+    # "Not done yet" is an expected answer (cron polls until exit 0 or 1), not an error.
+    label = "" if isinstance(error, NotReadyError) else "error: "
+    print(f"gembulk: {label}{error.message}", file=sys.stderr)
     if error.hint:
         print(f"gembulk: hint: {error.hint}", file=sys.stderr)
 

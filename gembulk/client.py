@@ -1,15 +1,20 @@
-"""The only module that talks to google-genai: builds the client, sends one request, reads the answer."""
+"""The only module that talks to google-genai: builds the client, sends one request, reads the answer,
+and makes the Files and Batch API calls the batch executor needs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
+import pydantic
 from google.genai import Client, errors, types
+from google.genai import models as _sdk_models
 
 from gembulk.records import CallFailed, Outcome, QuotaViolation, RowError, Usage
 
@@ -17,6 +22,12 @@ logger = logging.getLogger(__name__)
 
 # A finish reason that still comes with a usable answer.
 OK_FINISH_REASONS = frozenset({"STOP", "MAX_TOKENS", "FINISH_REASON_UNSPECIFIED"})
+# The mime type Google's batch guide uploads JSONL with; Python's mimetypes cannot guess ".jsonl", and
+# the SDK raises ValueError for an upload whose type it cannot guess.
+BATCH_INPUT_MIME_TYPE = "jsonl"
+
+T = TypeVar("T")
+_CLIENT_TIMEOUT = object()  # GeminiClient._sdk: use the client's own timeout
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,77 @@ class GeminiClient:
             raise translated from exc
         return outcome_from_response(response, parse_json=self.settings.json_schema is not None)
 
+    # -- Files and Batch API ---------------------------------------------------------------------
+    # Every call raises CallFailed on an HTTP error or a transport fault (the retry module decides what
+    # that means); upload and download have no time limit, the others use the client's timeout.
+
+    async def upload_file(self, path: str, *, display_name: str) -> str:
+        """Upload a local file (resumable, sent by the SDK in 8 MiB chunks); returns its "files/…" name."""
+        config = types.UploadFileConfig(mime_type=BATCH_INPUT_MIME_TYPE, display_name=display_name)
+        try:
+            uploaded = await self._sdk(self.aio.files.upload(file=path, config=config), timeout=None)
+        except (ValueError, KeyError) as exc:
+            # The SDK's own upload failures: no upload URL returned, or the upload never finalized.
+            raise CallFailed("UPLOAD_FAILED", self._scrub(f"upload failed: {exc}"), transport=True) from exc
+        if not uploaded.name:
+            raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
+        return str(uploaded.name)
+
+    async def create_batch(self, model: str, file_name: str, *, display_name: str) -> str:
+        """Create a batch job over an uploaded JSONL file; returns the job name "batches/…"."""
+        config = types.CreateBatchJobConfig(display_name=display_name)
+        job = await self._sdk(self.aio.batches.create(model=model, src=file_name, config=config))
+        if not job.name:
+            raise CallFailed("BAD_RESPONSE", "the batch create answer names no job", transport=True)
+        return str(job.name)
+
+    async def get_batch(self, name: str) -> dict[str, Any]:
+        """The raw long-running Operation JSON of a batch job (name "batches/…").
+
+        Raw on purpose, through the SDK's private `_api_client.async_request` (same transport, key and
+        error handling): `batches.get()` maps only part of the Operation (no batchStats, no top-level
+        error), renames BATCH_STATE_* to JOB_STATE_*, and raises a pydantic ValidationError when an
+        inline per-request error carries google.rpc detail objects (its `JobError.details` is list[str]).
+        """
+        response = await self._sdk(self._api_client.async_request("get", name, {}))
+        return _json_object(response.body)
+
+    async def list_batches(self, *, page_size: int, page_token: str | None = None) -> dict[str, Any]:
+        """One raw page of GET batches: {"operations": [...], "nextPageToken": "..."} (raw, as get_batch)."""
+        query: dict[str, Any] = {"pageSize": page_size}
+        if page_token:
+            query["pageToken"] = page_token
+        response = await self._sdk(self._api_client.async_request("get", f"batches?{urlencode(query)}", {}))
+        return _json_object(response.body)
+
+    async def cancel_batch(self, name: str) -> None:
+        await self._sdk(self.aio.batches.cancel(name=name))
+
+    async def download_file(self, name: str, destination: str) -> None:
+        """Stream a generated file (e.g. a batch's "files/batch-…" results) to a local path."""
+        await self._sdk(self.aio.files.download(file=name, destination=destination), timeout=None)
+
+    async def delete_file(self, name: str) -> None:
+        await self._sdk(self.aio.files.delete(name=name))
+
+    @property
+    def _api_client(self) -> Any:
+        assert self._client is not None, "use GeminiClient as an async context manager"
+        return self._client._api_client
+
+    async def _sdk(self, call: Awaitable[T], *, timeout: float | object | None = _CLIENT_TIMEOUT) -> T:
+        """Await an SDK call with the client's timeout (or the one given; None: no limit), translating
+        its exceptions."""
+        limit = self._timeout if timeout is _CLIENT_TIMEOUT else timeout
+        try:
+            async with asyncio.timeout(limit if isinstance(limit, float | int) else None):
+                return await call
+        except Exception as exc:
+            translated = self.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
     def translate(self, exc: BaseException) -> BaseException:
         """Turn an SDK or transport exception into CallFailed; leave cancellation and bugs alone."""
         if isinstance(exc, errors.APIError):
@@ -143,6 +225,16 @@ class GeminiClient:
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._api_key)
+
+
+def _json_object(body: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(body) if body else {}
+    except json.JSONDecodeError as exc:
+        raise CallFailed("BAD_RESPONSE", "the server answered 200 with a body that is not JSON") from exc
+    if not isinstance(value, dict):
+        raise CallFailed("BAD_RESPONSE", "the server answered 200 with JSON that is not an object")
+    return value
 
 
 def scrub(text: str, secret: str) -> str:
@@ -249,6 +341,25 @@ def outcome_from_response(response: types.GenerateContentResponse, *, parse_json
     return Outcome(
         text=text, error=None, finish_reason=finish, usage=usage, model_version=version, parsed=parsed
     )
+
+
+def outcome_from_json(raw: Any, *, parse_json: bool) -> Outcome:
+    """Classify a GenerateContentResponse given as proto-JSON (a batch result line) exactly as online.
+
+    The SDK's own wire-to-type conversion is used (the private `_GenerateContentResponse_from_mldev`
+    that generate_content applies, then `_from_response`, which drops fields this SDK does not know),
+    so camelCase keys, unknown fields and enum names are read the same way as for an online answer.
+    """
+    if not isinstance(raw, dict):
+        return _failed("BAD_RESULT", "the batch result line has no response object", None, None)
+    convert = getattr(_sdk_models, "_GenerateContentResponse_from_mldev", None)
+    try:
+        converted = convert(raw) if convert is not None else dict(raw)
+        response = types.GenerateContentResponse._from_response(response=converted, kwargs={})
+    except (pydantic.ValidationError, TypeError, ValueError) as exc:
+        message = f"the batch result is not a GenerateContentResponse: {str(exc).splitlines()[0]}"
+        return _failed("BAD_RESULT", message, None, None)
+    return outcome_from_response(response, parse_json=parse_json)
 
 
 def _failed(

@@ -7,8 +7,11 @@
     ├── OutputConflictError           an existing output belongs to another job (exit 2)
     ├── FatalAPIError                 the API refuses the whole job: bad key, denied, unknown model,
     │                                 per-day quota (exit 3, finished rows kept)
-    ├── BatchError                    a Batch API job or state file that cannot be used (exit 3)
-    └── NotReadyError                 a batch job that has not finished yet (exit 4)
+    ├── BatchError                    a Batch API job that cannot be used (exit 3)
+    ├── StateFileError                a batch state file that is missing, corrupt or belongs to
+    │                                 another job or input (exit 2)
+    └── NotReadyError                 a batch job that has not finished yet, a wait that timed out,
+                                      or another gembulk working on the same output (exit 4)
 
 Per-row failures are not exceptions: they become records with an ``error`` object.
 """
@@ -63,12 +66,16 @@ class FatalAPIError(GembulkError):
 
 
 class BatchError(GembulkError):
-    """A Batch API job, or its state file, cannot be used."""
+    """A Batch API job cannot be used (not found, or refused by the service)."""
 
     exit_code = ExitCode.FATAL_API
 
 
+class StateFileError(GembulkError):
+    """A batch state file is missing, unreadable, or was written for another job or input (exit 2)."""
+
+
 class NotReadyError(GembulkError):
-    """A batch job is still running (or the wait timed out)."""
+    """A batch job is still running, a wait timed out, or the output is locked by another gembulk."""
 
     exit_code = ExitCode.NOT_READY

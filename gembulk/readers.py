@@ -415,15 +415,18 @@ def _id_text(value: Any) -> str | None:
 class _IdChecker:
     """Gives each row its id and refuses missing, malformed and repeated ones."""
 
-    def __init__(self, name: str, column: str | None) -> None:
+    def __init__(self, name: str, column: str | None, *, unique: bool = True) -> None:
         self._name = name
         self._column = column
+        self._unique = unique  # False: a pass after a validating scan, which already refused repeats
         self._first_line: dict[str, int] = {}  # only ids are kept, never rows
 
     def id_for(self, line: int, index: int, fields: dict[str, Any]) -> str:
         if self._column is None:
             return str(index)  # row numbers cannot repeat, so they need no bookkeeping
         row_id = self._explicit_id(line, fields)
+        if not self._unique:
+            return row_id
         first = self._first_line.setdefault(row_id, line)
         if first != line:
             raise InputError(f"{self._name}:{line}: duplicate id '{row_id}' (first at line {first})")
@@ -464,14 +467,22 @@ def _resolve_id_column(spec: InputSpec, columns: tuple[str, ...], header_line: i
 class InputSource:
     """An opened input: header known before any row is yielded."""
 
-    def __init__(self, spec: InputSpec, source: _ByteSource, parser: _Parser, id_column: str | None) -> None:
+    def __init__(
+        self,
+        spec: InputSpec,
+        source: _ByteSource,
+        parser: _Parser,
+        id_column: str | None,
+        *,
+        check_unique_ids: bool = True,
+    ) -> None:
         self.spec = spec
         self.columns: tuple[str, ...] = parser.columns
         self.id_column = id_column
         self.header_line = parser.header_line
         self._source = source
         self._parser = parser
-        self._ids = _IdChecker(spec.name, id_column)
+        self._ids = _IdChecker(spec.name, id_column, unique=check_unique_ids)
         self._started = False
 
     async def row_batches(self) -> AsyncIterator[list[InputRow]]:
@@ -508,7 +519,7 @@ class InputSource:
         await self.aclose()
 
 
-async def _open(spec: InputSpec) -> InputSource:
+async def _open(spec: InputSpec, check_unique_ids: bool = True) -> InputSource:
     source = _ByteSource(spec.path)
     try:
         await source.open()
@@ -521,21 +532,22 @@ async def _open(spec: InputSpec) -> InputSource:
     except BaseException:
         await source.close()
         raise
-    return InputSource(spec, source, parser, id_column)
+    return InputSource(spec, source, parser, id_column, check_unique_ids=check_unique_ids)
 
 
 class _OpeningInput:
     """What open_input returns: await it for an InputSource, or use it in `async with`."""
 
-    def __init__(self, spec: InputSpec) -> None:
+    def __init__(self, spec: InputSpec, check_unique_ids: bool) -> None:
         self._spec = spec
+        self._check_unique_ids = check_unique_ids
         self._source: InputSource | None = None
 
     def __await__(self) -> Generator[Any, None, InputSource]:
-        return _open(self._spec).__await__()
+        return _open(self._spec, self._check_unique_ids).__await__()
 
     async def __aenter__(self) -> InputSource:
-        self._source = await _open(self._spec)
+        self._source = await _open(self._spec, self._check_unique_ids)
         return self._source
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -543,9 +555,13 @@ class _OpeningInput:
             await self._source.aclose()
 
 
-def open_input(spec: InputSpec) -> _OpeningInput:
-    """Open an input and read its header: `src = await open_input(spec)` or `async with open_input(spec)`."""
-    return _OpeningInput(spec)
+def open_input(spec: InputSpec, *, check_unique_ids: bool = True) -> _OpeningInput:
+    """Open an input and read its header: `src = await open_input(spec)` or `async with open_input(spec)`.
+
+    `check_unique_ids=False` skips the repeated-id check, and the memory of one string per id it costs,
+    on passes after a `scan_input` that already made it.
+    """
+    return _OpeningInput(spec, check_unique_ids)
 
 
 # ---------------------------------------------------------------------------------------------------

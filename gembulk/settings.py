@@ -19,6 +19,13 @@ DEFAULT_MODEL = "gemini-2.5-flash"
 # the account's quota is lower, and a 429 teaches the scheduler the real rate.
 DEFAULT_CONCURRENCY = 32
 DEFAULT_TIMEOUT = 300.0
+# Batch jobs: 50,000 rows a job keeps each job's result index small (collection holds one job's keys at
+# a time), lets one expired or failed job cost only its share, and still fits 5 million rows in the
+# service's 100 concurrent batch jobs. The byte cap stays under the Files API's 2 GB per file.
+DEFAULT_BATCH_MAX_ROWS = 50_000
+DEFAULT_BATCH_MAX_BYTES = 1_900_000_000
+DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_POLL_MAX_INTERVAL = 30.0
 
 
 class ProgressMode(enum.StrEnum):
@@ -27,6 +34,31 @@ class ProgressMode(enum.StrEnum):
     PLAIN = "plain"
     JSON = "json"
     OFF = "off"
+
+
+class BatchMode(enum.StrEnum):
+    """What a Batch API run does."""
+
+    RUN = "run"  # run --batch: submit (or adopt the jobs already submitted for OUT), wait, write OUT
+    DETACH = "detach"  # run --batch --detach: submit, save the state file, exit
+    WAIT = "wait"  # batch wait: poll the state file's jobs until they end, then write OUT
+    FETCH = "fetch"  # batch fetch: write OUT if the jobs have ended, else exit 4
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of the Batch API executor (RunOptions.batch); None there means online."""
+
+    mode: BatchMode = BatchMode.RUN
+    max_rows: int = DEFAULT_BATCH_MAX_ROWS
+    max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    poll_interval: float = DEFAULT_POLL_INTERVAL  # first wait between polls; doubles up to the cap
+    poll_max_interval: float = DEFAULT_POLL_MAX_INTERVAL
+    wait_timeout: float | None = None  # batch wait --timeout: exit 4 when the jobs run longer
+    fallback_online: bool = False  # finish failed, expired, cancelled and transient-error rows online
+    keep_files: bool = False  # keep the uploaded input and the result files after a fetch
+    display_name: str | None = None  # job display name prefix (default: "gembulk <OUT name>")
+    state_path: str | None = None  # wait/fetch: the state file whose jobs are collected
 
 
 @dataclass(frozen=True)
@@ -54,6 +86,8 @@ class RunOptions:
     dry_run: bool = False
     overwrite: bool = False
     grace_period: float = 10.0
+    batch: BatchOptions | None = None  # the Batch API executor instead of the online one
+    stdin_copy: str | None = None  # with input "-": a kept copy of that stdin (batch wait/fetch)
 
 
 def resolve_api_key(explicit: str | None, env: Mapping[str, str] = os.environ) -> str | None:
@@ -84,3 +118,22 @@ def schema_summary(schema: dict[str, Any] | None) -> str | None:
     if schema is None:
         return None
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
+
+
+def parse_size(name: str, text: str) -> int:
+    """A byte count such as 1900000000, 500MB or 1.9G (decimal units)."""
+    cleaned = text.strip().lower()
+    number = cleaned.rstrip("kmgb")
+    unit = cleaned[len(number) :]
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except (KeyError, ValueError):
+        raise UsageError(
+            f"{name}: expected a size such as 1900000000, 500MB or 1.9GB, got {text!r}"
+        ) from None
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1 byte, got {text!r}")
+    return int(value)

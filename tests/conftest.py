@@ -19,6 +19,16 @@ def fake_process() -> Iterator[FakeAPI]:
 
 @pytest.fixture
 def fake(fake_process: FakeAPI) -> FakeAPI:
-    fake_process.configure(latency=0.0, jitter=0.0, rpm=0, tpm=0, rpd=0, error_rate=0.0)
+    fake_process.configure(
+        latency=0.0,
+        jitter=0.0,
+        rpm=0,
+        tpm=0,
+        rpd=0,
+        error_rate=0.0,
+        api_error_rate=0.0,
+        batch_pending=0.2,
+        batch_running=0.3,
+    )
     fake_process.reset()
     return fake_process

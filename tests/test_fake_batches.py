@@ -204,3 +204,34 @@ def test_missing_input_file(client: genai.Client) -> None:
     with pytest.raises(errors.ClientError) as caught:
         client.batches.create(model=MODEL, src="files/doesnotexist")
     assert (caught.value.code, caught.value.status) == (403, "PERMISSION_DENIED")
+
+
+def test_fail_markers_become_transient_error_lines(client: genai.Client, tmp_path: Path) -> None:
+    lines = [
+        request_line("a", "x [[fail:429:1]]"),
+        request_line("b", "y [[fail:503]]"),
+        request_line("c", "z"),
+    ]
+    path = tmp_path / "fail.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    src = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="jsonl"))
+    job = wait_done(client, client.batches.create(model=MODEL, src=src.name).name)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+    rows = {r["key"]: r for r in map(json.loads, client.files.download(file=job.dest.file_name).splitlines())}
+    assert (rows["a"]["error"]["code"], rows["a"]["error"]["status"]) == (8, "RESOURCE_EXHAUSTED")
+    assert (rows["b"]["error"]["code"], rows["b"]["error"]["status"]) == (14, "UNAVAILABLE")
+    assert "response" in rows["c"]
+
+
+def test_api_error_rate_fails_files_and_batch_calls(api: RunningFake, client: genai.Client) -> None:
+    api.configure(api_error_rate=1.0)
+    try:
+        with pytest.raises(errors.ServerError) as caught:
+            client.batches.list()
+        assert caught.value.code in (500, 503)
+        with pytest.raises(errors.ServerError):
+            client.files.list()
+        assert api.stats()["api_faults"] >= 2
+    finally:
+        api.configure(api_error_rate=0.0)
+    assert client.files.list(config={"page_size": 1}) is not None

@@ -99,6 +99,7 @@ def test_control_endpoints() -> None:
             "in_flight",
             "peak_in_flight",
             "dropped",
+            "api_faults",
             "by_prompt",
             "distinct_requests",
             "max_attempts_per_request",

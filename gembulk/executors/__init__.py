@@ -23,3 +23,7 @@ class Executor(Protocol):
 
     def stop_dispatching(self) -> None:
         """Start no new request; let those in flight finish."""
+
+    async def output_saved(self) -> None:
+        """Called once every outcome of a finished run is durable in the output (not after an
+        interrupt or an error): the batch executor marks its state fetched and deletes its files."""

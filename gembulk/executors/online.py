@@ -51,6 +51,9 @@ class OnlineExecutor:
     def stop_dispatching(self) -> None:
         self._stopping.set()
 
+    async def output_saved(self) -> None:
+        pass  # nothing kept anywhere but in the output
+
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         workers = self._scheduler.limits.concurrency
         queue: asyncio.Queue[PromptRequest | None] = asyncio.Queue(maxsize=workers * 2)

@@ -4,8 +4,9 @@ Point the real google-genai SDK at it with ``HttpOptions(base_url=url)`` or ``GO
 Prompt markers (anywhere in the user text) steer it: ``[[block]]``/``[[block:REASON]]``, ``[[safety]]``,
 ``[[recitation]]``, ``[[max_tokens]]``, ``[[empty]]``, ``[[invalid]]``, ``[[denied]]``,
 ``[[fail:CODE:N]]`` (CODE in 429/500/502/503/504), ``[[drop:N]]`` and ``[[sleep:S]]``. In batches,
-``[[invalid]]``/``[[denied]]`` rows become per-request errors, fail/drop/sleep are ignored, and a display name
-with ``[[batch:fail]]`` or ``[[batch:expire]]`` ends the job FAILED or EXPIRED.
+``[[invalid]]``/``[[denied]]``/``[[fail:CODE]]`` rows become per-request errors with gRPC codes (a batch
+tries a row once, so N does not matter there), drop/sleep are ignored, and a display name with
+``[[batch:fail]]`` or ``[[batch:expire]]`` ends the job FAILED or EXPIRED.
 Control endpoints for tests: ``GET /_fake/stats``, ``POST /_fake/reset``, ``GET|POST /_fake/config``.
 """
 

@@ -21,6 +21,9 @@ def parse_args(argv: list[str] | None = None) -> FakeConfig:
     p.add_argument("--window", type=float, default=d.window, help="seconds of the rpm/tpm window")
     p.add_argument("--day", type=float, default=d.day, help="seconds of the rpd window")
     p.add_argument("--error-rate", type=float, default=d.error_rate, help="share of 500/503/dropped answers")
+    p.add_argument(
+        "--api-error-rate", type=float, default=d.api_error_rate, help="share of 500/503 Files/Batch answers"
+    )
     p.add_argument("--bad-key", action="append", default=[], help="an API key to reject (repeatable)")
     p.add_argument("--batch-pending", type=float, default=d.batch_pending)
     p.add_argument("--batch-running", type=float, default=d.batch_running)
@@ -38,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> FakeConfig:
         window=a.window,
         day=a.day,
         error_rate=a.error_rate,
+        api_error_rate=a.api_error_rate,
         bad_keys=tuple(a.bad_key),
         batch_pending=a.batch_pending,
         batch_running=a.batch_running,

@@ -20,6 +20,14 @@ _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 # Per-request errors inside a batch carry gRPC numeric codes (3 = INVALID_ARGUMENT, 7 = PERMISSION_DENIED).
 _INVALID = (3, "INVALID_ARGUMENT")
 _DENIED = (7, "PERMISSION_DENIED")
+# A [[fail:CODE]] row fails its one batch attempt with the gRPC form of that HTTP error.
+_TRANSIENT = {
+    429: (8, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: (13, "INTERNAL", wire.TRANSIENT_MESSAGES[500]),
+    502: (14, "UNAVAILABLE", "The service is currently unavailable."),
+    503: (14, "UNAVAILABLE", wire.TRANSIENT_MESSAGES[503]),
+    504: (4, "DEADLINE_EXCEEDED", wire.TRANSIENT_MESSAGES[504]),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,8 @@ def _entry_result(entry: Entry, model: str) -> tuple[str, Any]:
         code, status, message = *_INVALID, content.INVALID_ARGUMENT_MESSAGE
     elif entry.prompt.markers.denied:
         code, status, message = *_DENIED, "The caller does not have permission"
+    elif entry.prompt.markers.fail_code:
+        code, status, message = _TRANSIENT[entry.prompt.markers.fail_code]
     else:
         return "response", content.build_response(entry.prompt, model, content.response_id())
     return "error", {"code": code, "message": message, "status": status}

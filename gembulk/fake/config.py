@@ -39,6 +39,7 @@ class FakeConfig:
     window: float = 60.0  # length of the rpm/tpm sliding window
     day: float = 86400.0  # length of the rpd sliding window
     error_rate: float = 0.0  # share of generateContent calls failing: 500, 503 or dropped, evenly
+    api_error_rate: float = 0.0  # share of Files/Batch API calls (not upload chunks) failing: 500 or 503
     bad_keys: tuple[str, ...] = ()  # API keys answered with 400 API_KEY_INVALID
     batch_pending: float = 1.0  # seconds a batch stays PENDING
     batch_running: float = 2.0  # then RUNNING, then it ends
@@ -64,6 +65,7 @@ def updated_config(config: FakeConfig, updates: Any) -> FakeConfig:
             changes[name] = tuple(str(v) for v in (value if isinstance(value, list | tuple) else [value]))
         else:
             changes[name] = type(default)(value)
-    if not 0.0 <= changes.get("error_rate", config.error_rate) <= 1.0:
-        raise ValueError("error_rate must be between 0 and 1")
+    for rate in ("error_rate", "api_error_rate"):
+        if not 0.0 <= changes.get(rate, getattr(config, rate)) <= 1.0:
+            raise ValueError(f"{rate} must be between 0 and 1")
     return dataclasses.replace(config, **changes)

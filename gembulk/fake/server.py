@@ -83,6 +83,14 @@ class FakeServer:
         collection, rest = (segs[0], segs[1:]) if segs else ("", [])
         name, _, verb = rest[0].partition(":") if len(rest) == 1 else ("", "", "")
         base = f"{request.scheme}://{request.host}"
+        if (
+            self.config.api_error_rate
+            and collection in ("files", "batches")
+            and "upload_id" not in request.query  # the SDK never retries an upload chunk
+            and self.rng.random() < self.config.api_error_rate
+        ):
+            self.stats.api_faults += 1
+            return wire.transient(self.rng.choice((500, 503)))
         if collection == "models" and name and method == "POST" and not prefix:
             if verb in _VERBS:
                 return await self._generate(request, version, name, verb)

@@ -17,6 +17,7 @@ class Stats:
     in_flight: int = 0
     peak: int = 0
     dropped: int = 0
+    api_faults: int = 0  # Files/Batch API calls answered 500/503 by api_error_rate
     # generateContent attempts per distinct user prompt text, failed ones included (retries show up here).
     by_prompt: dict[str, int] = field(default_factory=dict)
     max_attempts: int = 0
@@ -41,6 +42,7 @@ class Stats:
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak,
             "dropped": self.dropped,
+            "api_faults": self.api_faults,
             "by_prompt": self.by_prompt,
             "distinct_requests": len(self.by_prompt),
             "max_attempts_per_request": self.max_attempts,

@@ -1,0 +1,200 @@
+"""The batch state file beside OUT: what was submitted and how to rebuild its records; atomic; a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from gembulk.errors import NotReadyError, StateFileError
+from gembulk.jobfile import JobIdentity
+
+SUFFIX = ".gembulk-batch.json"
+LOCK_SUFFIX = ".gembulk-batch.lock"
+INPUT_SUFFIX = ".gembulk-batch.input"  # the kept copy of a stdin input, for batch wait/fetch
+KIND = "gembulk-batch-state"
+VERSION = 1
+JOB_PREFIX = "batches/"
+
+
+def state_path(output: str) -> str:
+    return os.path.abspath(output) + SUFFIX
+
+
+def stdin_copy_path(output: str) -> str:
+    return os.path.abspath(output) + INPUT_SUFFIX
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """One submitted part: its uploaded file, the rows it holds, and its job once created."""
+
+    input_file: str  # "files/…": the uploaded JSONL part
+    rows: int
+    first_index: int  # 1-based data-row numbers of the part's first and last row: rows are
+    last_index: int  # split in input order, so a row's index tells which job answers it
+    bytes: int
+    display_name: str
+    name: str | None = None  # "batches/…"; None until the job is created
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """Everything `batch wait|fetch` needs to rebuild the records of a submission without its command."""
+
+    output: str  # absolute path of OUT
+    output_format: str
+    identity: JobIdentity  # the same job identity as OUT's .gembulk.json
+    input_path: str | None  # absolute path of the input file; None when it was stdin
+    stdin_copy: str | None  # the kept copy of stdin beside OUT (deleted after the fetch)
+    input_format: str
+    id_column: str | None
+    input_sha256: str  # fingerprint of the input bytes at submission
+    rows: int  # rows in the input
+    model: str
+    template: str  # template source text: -t of the rebuilt run
+    generation: dict[str, Any]  # system, temperature, max_output_tokens, json_schema
+    online: dict[str, Any]  # limits and retry bounds for --fallback online
+    fallback_online: bool = False
+    keep_files: bool = False
+    jobs: tuple[JobRef, ...] = ()
+    submitted: str = ""  # when the submission started (UTC, RFC 3339)
+    fetched: bool = False  # OUT holds every row of these jobs
+    files_deleted: bool = False  # uploaded inputs and result files deleted after the fetch
+    version: int = field(default=VERSION)
+
+    @property
+    def job_names(self) -> list[str]:
+        return [job.name for job in self.jobs if job.name]
+
+    def with_job(self, index: int, job: JobRef) -> BatchState:
+        jobs = list(self.jobs)
+        jobs[index] = job
+        return replace(self, jobs=tuple(jobs))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["jobs"] = [asdict(job) for job in self.jobs]
+        return {"kind": KIND, **data}
+
+    @classmethod
+    def from_json(cls, data: Any) -> BatchState:
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            raise ValueError("not a gembulk batch state file")
+        version = data.get("version")
+        if version != VERSION:
+            raise ValueError(f"state file version {version!r}, this gembulk reads version {VERSION}")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["identity"] = JobIdentity(**data["identity"])
+        values["jobs"] = tuple(JobRef(**job) for job in data.get("jobs") or ())
+        state = cls(**values)
+        for job in state.jobs:
+            if job.name is not None and not job.name.startswith(JOB_PREFIX):
+                raise ValueError(f"job name {job.name!r} does not start with {JOB_PREFIX}")
+        return state
+
+
+def load(path: str) -> BatchState:
+    """Read a state file; every problem is a StateFileError (exit 2) that says what to do."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise StateFileError(
+            f"{path}: no such batch state file",
+            hint="it is written beside -o OUT by `gembulk run … --batch`; pass that file or a job name",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateFileError(f"{path}: cannot read the batch state file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise StateFileError(
+            f"{path}: corrupt batch state file (line {exc.lineno}: {exc.msg})",
+            hint="its job names can still be used: gembulk batch list; gembulk batch fetch batches/ID -o OUT",
+        ) from None
+    try:
+        return BatchState.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateFileError(f"{path}: not a usable gembulk batch state file ({exc})") from None
+
+
+def save(path: str, state: BatchState) -> None:
+    """Write atomically (temp file, fsync, rename, fsync the directory): a reader sees the old or the new."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".gembulk-batch-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state.to_json(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def locked(output: str) -> Iterator[None]:
+    """Hold OUT's batch lock: one gembulk at a time submits, waits or fetches for an output.
+
+    An advisory flock on a lock file beside OUT (the state file itself is replaced on every write, so it
+    cannot carry the lock); the kernel drops it when the process dies, even by SIGKILL.
+    """
+    path = os.path.abspath(output) + LOCK_SUFFIX
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NotReadyError(
+                f"another gembulk is submitting, waiting for or fetching batch jobs for {output}",
+                hint="try again when it has finished",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def resolve_target(target: str, output: str | None) -> tuple[str | None, str | None]:
+    """`JOB|STATEFILE` (+ -o OUT) → (state file path, job name); one of them may be None.
+
+    A job name (batches/…) is looked up in OUT's state file when -o names an output that has one;
+    without a state file the job is used bare (records then carry only id = key and the answer).
+    A path is a state file, or an output whose state file sits beside it.
+    """
+    if target.startswith(JOB_PREFIX):
+        if output is None or output == "-":
+            return None, target
+        path = state_path(output)
+        if not os.path.exists(path):
+            return None, target
+        state = load(path)
+        if target not in state.job_names:
+            raise StateFileError(
+                f"{path} does not list {target} (its jobs: {', '.join(state.job_names) or 'none'})",
+                hint="use another -o, or pass the state file of that job",
+            )
+        return path, target
+    if os.path.isfile(target) and not target.endswith(SUFFIX) and os.path.isfile(state_path(target)):
+        return state_path(target), None
+    if not os.path.exists(target) and os.path.isfile(state_path(target)):
+        return state_path(target), None
+    return os.path.abspath(target), None

@@ -1,0 +1,370 @@
+"""The Batch API executor: requests go to the service as JSONL jobs, outcomes come back matched by key."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from typing import IO
+
+from gembulk.batch import state as batch_state
+from gembulk.batch.build import Part, build_parts
+from gembulk.batch.jobs import BatchService, JobStatus, PollSettings, poll
+from gembulk.batch.results import (
+    DUPLICATE,
+    MISSING,
+    NOT_SUBMITTED,
+    LineResult,
+    ResultIndex,
+    from_line,
+    index_results,
+    not_answered,
+    read_line,
+)
+from gembulk.batch.state import BatchState, JobRef
+from gembulk.client import GenerationSettings
+from gembulk.errors import GembulkError
+from gembulk.executors import Emit, Executor, RequestSource
+from gembulk.observer import RunObserver
+from gembulk.records import Outcome, PromptRequest
+from gembulk.settings import BatchMode, BatchOptions
+
+logger = logging.getLogger(__name__)
+
+
+def _tagged(outcome: Outcome, mode: str) -> Outcome:
+    return replace(outcome, extra={**outcome.extra, "mode": mode})
+
+
+async def _only(requests: AsyncIterator[PromptRequest], wanted: set[str]) -> AsyncIterator[PromptRequest]:
+    async for request in requests:
+        if request.id in wanted:
+            yield request
+
+
+class BatchExecutor:
+    """Submits the requests as batch jobs (or adopts jobs already submitted), waits, then emits one
+    outcome per row from the results, matched by key.
+
+    Passes over the requests: one to build the JSONL parts, one to match results back (one job's key
+    index in memory at a time), and one more for the rows `--fallback online` finishes. The state file
+    is saved after the upload and after each job is created, before any polling, so an interrupted or
+    killed run loses nothing: the jobs keep running and the next run (or `batch wait|fetch`) adopts them.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: BatchService,
+        options: BatchOptions,
+        state: BatchState,
+        state_file: str | None,
+        settings: GenerationSettings,
+        observer: RunObserver,
+        online: Callable[[], Executor] | None = None,
+        stdin_spool: str | None = None,
+    ) -> None:
+        self._service = service
+        self._options = options
+        self._state = state
+        self._state_file = state_file
+        self._settings = settings
+        self._observer = observer
+        self._online = online
+        self._stdin_spool = stdin_spool
+        self._stopping = asyncio.Event()
+        self._online_executor: Executor | None = None
+        self._statuses: dict[str, JobStatus] = {}
+        self._collected = False
+        self._adopted = bool(state.jobs)  # jobs from an earlier run: some may be created but unrecorded
+        self._scratch_parent = os.path.dirname(state_file) if state_file else None
+
+    @property
+    def state(self) -> BatchState:
+        return self._state
+
+    @property
+    def jobs_ended(self) -> bool:
+        """Every job was seen in a final state (so none keeps running on the service)."""
+        return bool(self._statuses) and all(status.done for status in self._statuses.values())
+
+    def stop_dispatching(self) -> None:
+        self._stopping.set()
+        if self._online_executor is not None:
+            self._online_executor.stop_dispatching()
+
+    # -- submitting --------------------------------------------------------------------------------
+
+    async def submit(self, requests: RequestSource) -> None:
+        """Build, upload and create whatever is not submitted yet, saving the state file at each step."""
+        if not self._state.jobs:
+            with self._scratch() as scratch:
+                parts = await build_parts(
+                    requests(),
+                    self._settings,
+                    scratch,
+                    max_rows=self._options.max_rows,
+                    max_bytes=self._options.max_bytes,
+                    stopping=self._stopping.is_set,
+                )
+                if not parts or self._stopping.is_set():
+                    return
+                self._keep_stdin_copy()
+                rows = sum(p.rows for p in parts)
+                size = sum(p.bytes for p in parts)
+                self._observer.phase(
+                    f"uploading {rows} rows in {len(parts)} batch input file(s), {size / 1e6:.1f} MB"
+                )
+                jobs = await self._upload(parts)
+                if jobs is None:
+                    return
+            self._save(replace(self._state, jobs=tuple(jobs)))
+        await self._create_jobs()
+
+    async def _upload(self, parts: list[Part]) -> list[JobRef] | None:
+        prefix = self._display_prefix()
+        jobs: list[JobRef] = []
+        for number, part in enumerate(parts, 1):
+            if self._stopping.is_set():
+                await self._delete([job.input_file for job in jobs])
+                return None
+            label = f"{prefix} part {number}/{len(parts)}" if len(parts) > 1 else prefix
+            try:
+                file_name = await self._service.upload(part.path, label)
+            except GembulkError:
+                await self._delete([job.input_file for job in jobs])  # nothing half-submitted is left
+                raise
+            os.unlink(part.path)
+            jobs.append(JobRef(file_name, part.rows, part.first_index, part.last_index, part.bytes, label))
+        return jobs
+
+    async def _create_jobs(self) -> None:
+        for position, job in enumerate(self._state.jobs):
+            if job.name is not None:
+                continue
+            if self._stopping.is_set():
+                return
+            try:
+                name = None
+                if self._adopted:  # the earlier run may have died between create and save
+                    name = await self._service.find_job_for_file(job.input_file)
+                if name is None:
+                    name = await self._service.create(self._state.model, job.input_file, job.display_name)
+            except GembulkError:
+                if not self._state.job_names:  # refused outright (unknown model, bad key): leave nothing
+                    await self._abandon_uploads()
+                raise
+            self._save(self._state.with_job(position, replace(job, name=name)))
+            self._observer.phase(f"created {name} for {job.rows} rows")
+
+    async def _abandon_uploads(self) -> None:
+        await self._delete([job.input_file for job in self._state.jobs])
+        self._state = replace(self._state, jobs=())
+        if self._state_file is not None:
+            batch_state.remove(self._state_file)
+        if self._state.stdin_copy and self._stdin_spool is not None:
+            batch_state.remove(self._state.stdin_copy)
+
+    def _display_prefix(self) -> str:
+        if self._options.display_name:
+            return self._options.display_name
+        return f"gembulk {os.path.basename(self._state.output)}"
+
+    def _keep_stdin_copy(self) -> None:
+        """Stdin cannot be read again by `batch wait|fetch`: keep the spooled copy beside OUT."""
+        target = self._state.stdin_copy
+        if target is None or self._stdin_spool is None:
+            return
+        batch_state.remove(target)  # a copy left by an earlier submission for this OUT
+        try:
+            os.link(self._stdin_spool, target)
+        except OSError:
+            shutil.copyfile(self._stdin_spool, target)
+
+    def _save(self, state: BatchState) -> None:
+        self._state = state
+        if self._state_file is not None:
+            batch_state.save(self._state_file, state)
+
+    @contextlib.contextmanager
+    def _scratch(self) -> Iterator[str]:
+        """A temporary directory beside OUT (else the system's) for part and result files."""
+        path = tempfile.mkdtemp(prefix=".gembulk-batch-", dir=self._scratch_parent)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- waiting and collecting ----------------------------------------------------------------------
+
+    async def run(self, requests: RequestSource, emit: Emit) -> None:
+        await self.submit(requests)
+        names = self._state.job_names
+        if self._stopping.is_set() or not names:
+            return
+        settings = PollSettings(
+            self._options.poll_interval, self._options.poll_max_interval, self._options.wait_timeout
+        )
+        wait = self._options.mode is not BatchMode.FETCH
+        statuses = await poll(
+            self._service, names, settings, self._observer, wait=wait, stopping=self._stopping
+        )
+        if statuses is None:
+            return
+        self._statuses = statuses
+        with self._scratch() as scratch:
+            fallback = await self._collect(requests, emit, scratch)
+        if self._stopping.is_set():
+            return
+        if fallback:
+            await self._finish_online(requests, fallback, emit)
+            if self._stopping.is_set():
+                return
+        self._collected = True
+
+    async def _collect(self, requests: RequestSource, emit: Emit, scratch: str) -> set[str]:
+        fallback: set[str] = set()
+        cursor = _ResultCursor(
+            self._state.jobs, self._statuses, self._service, scratch, self._observer, self._parse_json
+        )
+        try:
+            async for request in requests():
+                if self._stopping.is_set():
+                    break
+                result = await cursor.result_for(request)
+                if result.retry_online and self._online is not None and self._options.fallback_online:
+                    fallback.add(request.id)
+                    continue
+                await emit(request, _tagged(result.outcome, "batch"))
+        finally:
+            cursor.close()
+        return fallback
+
+    @property
+    def _parse_json(self) -> bool:
+        return self._settings.json_schema is not None
+
+    async def _finish_online(self, requests: RequestSource, wanted: set[str], emit: Emit) -> None:
+        assert self._online is not None
+        self._observer.phase(f"--fallback online: finishing {len(wanted)} rows online")
+        executor = self._online_executor = self._online()
+
+        async def emit_online(request: PromptRequest, outcome: Outcome) -> None:
+            await emit(request, _tagged(outcome, "online"))
+
+        await executor.run(lambda: _only(requests(), wanted), emit_online)
+
+    # -- after the output is durable -----------------------------------------------------------------
+
+    async def output_saved(self) -> None:
+        """OUT now holds every row: mark the state fetched, then delete the files unless --keep-files."""
+        if not self._collected:
+            return
+        self._save(replace(self._state, fetched=True, keep_files=self._options.keep_files))
+        if self._state.stdin_copy:
+            batch_state.remove(self._state.stdin_copy)
+        if self._options.keep_files:
+            return
+        files = [job.input_file for job in self._state.jobs]
+        files += [s.results_file for s in self._statuses.values() if s.results_file]
+        if await self._delete(files):
+            self._save(replace(self._state, files_deleted=True))
+
+    async def _delete(self, files: list[str]) -> bool:
+        problems = [problem for name in files if (problem := await self._service.delete_file(name))]
+        for problem in problems:
+            self._observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
+        return not problems
+
+
+class _ResultCursor:
+    """Walks the jobs in row order: one job's result file downloaded and indexed at a time."""
+
+    def __init__(
+        self,
+        jobs: tuple[JobRef, ...],
+        statuses: dict[str, JobStatus],
+        service: BatchService,
+        scratch: str,
+        observer: RunObserver,
+        parse_json: bool,
+    ) -> None:
+        self._jobs = sorted((job for job in jobs if job.name), key=lambda job: job.first_index)
+        self._firsts = [job.first_index for job in self._jobs]
+        self._statuses = statuses
+        self._service = service
+        self._scratch = scratch
+        self._observer = observer
+        self._parse_json = parse_json
+        self._current: JobRef | None = None
+        self._index: ResultIndex | None = None
+        self._handle: IO[bytes] | None = None
+
+    def _job_for(self, index: int) -> JobRef | None:
+        position = bisect.bisect_right(self._firsts, index) - 1
+        if position >= 0 and index <= self._jobs[position].last_index:
+            return self._jobs[position]
+        return None
+
+    async def result_for(self, request: PromptRequest) -> LineResult:
+        job = self._job_for(request.row.index)
+        if job is None:
+            return not_answered(
+                NOT_SUBMITTED, "this row was not in the submitted batch jobs (it was done before them)"
+            )
+        if job is not self._current:
+            await self._open(job)
+        assert job.name is not None
+        status = self._statuses[job.name]
+        key = request.id
+        index = self._index
+        if index is not None and self._handle is not None:
+            offset = index.offsets.get(key)
+            if offset is not None:
+                return from_line(read_line(self._handle, offset), parse_json=self._parse_json)
+            if key in index.duplicates:
+                count = index.duplicates[key]
+                return not_answered(
+                    DUPLICATE, f"the results of {job.name} have {count} lines for this row; none was used"
+                )
+        if status.state != "SUCCEEDED":
+            why = f": {status.error}" if status.error else ""
+            return not_answered(
+                f"BATCH_{status.state}", f"{job.name} ended {status.state} before answering this row{why}"
+            )
+        return not_answered(MISSING, f"the results of {job.name} have no line for this row")
+
+    async def _open(self, job: JobRef) -> None:
+        self.close()
+        self._current = job
+        assert job.name is not None
+        results = self._statuses[job.name].results_file
+        if not results:
+            return
+        path = os.path.join(self._scratch, f"results-{job.name.removeprefix('batches/')}.jsonl")
+        await self._service.download(results, path)
+        self._index = index = await asyncio.to_thread(index_results, path)
+        # A local scratch file, read one short line at a time by offset; closed in close().
+        self._handle = open(path, "rb")  # noqa: SIM115, ASYNC230
+        if index.keys > job.rows:
+            self._observer.message(
+                f"{job.name}: {index.keys} result keys for {job.rows} submitted rows; extra lines ignored"
+            )
+        if index.unkeyed:
+            self._observer.message(f"{job.name}: {index.unkeyed} result lines without a key ignored")
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._index is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._index.path)
+            self._index = None
+        self._current = None
