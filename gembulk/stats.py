@@ -1,9 +1,10 @@
-"""Live counters of a run, written by the pipeline and read by progress observers."""
+"""Live counters of a run, written by the pipeline and read by progress observers, and how a run ended."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gembulk.errors import ExitCode, GembulkError
 from gembulk.records import Usage
 
 
@@ -48,3 +49,14 @@ class RunStats:
     def add_failure(self, status: str) -> None:
         self.failed += 1
         self.failures_by_status[status] = self.failures_by_status.get(status, 0) + 1
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, for the CLI to turn into an exit code and for tests to inspect."""
+
+    exit_code: ExitCode
+    stats: RunStats
+    elapsed: float
+    error: GembulkError | None = None
+    jobs: tuple[str, ...] = ()  # batch jobs submitted or adopted (--detach prints them on stdout)

@@ -1,0 +1,201 @@
+"""A batch run's state in the pipeline: a fresh submission, an adopted one, or one rebuilt for wait|fetch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from gembulk.batch import state as batch_state
+from gembulk.batch.jobs import BatchService
+from gembulk.batch.state import BatchState
+from gembulk.client import GeminiClient, GenerationSettings
+from gembulk.errors import ExitCode, GembulkError, StateFileError
+from gembulk.observer import RunObserver
+from gembulk.prepare import Prepared
+from gembulk.retry import RetryPolicy
+from gembulk.scheduler import Limits
+from gembulk.settings import BatchMode, BatchOptions, ProgressMode, RunOptions
+from gembulk.stats import RunResult, RunStats
+from gembulk.writers import detect_output_format, load_existing
+
+
+def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
+    assert options.batch is not None
+    generation = options.generation
+    stdin = options.input == "-"
+    return BatchState(
+        output=os.path.abspath(options.output) if options.output != "-" else "-",
+        output_format=prepared.output_format,
+        identity=prepared.identity,
+        input_path=None if stdin else os.path.abspath(options.input),
+        stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and options.output != "-" else None,
+        input_format=prepared.spec.format,
+        id_column=prepared.scan.id_column,
+        input_sha256=prepared.scan.sha256,
+        rows=prepared.scan.row_count,
+        model=options.model,
+        template=prepared.template.source,
+        generation={
+            "system": generation.system,
+            "temperature": generation.temperature,
+            "max_output_tokens": generation.max_output_tokens,
+            "json_schema": prepared.schema,
+        },
+        online={
+            "concurrency": options.limits.concurrency,
+            "rpm": options.limits.rpm,
+            "tpm": options.limits.tpm,
+            "max_attempts": options.retry.max_attempts,
+            "max_retry_time": options.retry.max_time,
+            "timeout": options.timeout,
+        },
+        fallback_online=options.batch.fallback_online,
+        keep_files=options.batch.keep_files,
+        submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+
+
+def same_submission(state: BatchState, prepared: Prepared) -> list[str]:
+    """What differs between a state file's submission and this run (empty: the same job and input)."""
+    changed = [name for name in state.identity.differences(prepared.identity)]
+    if state.input_sha256 != prepared.scan.sha256 and "input" not in changed:
+        changed.append("input content")
+    return changed
+
+
+def batch_state_for(
+    options: RunOptions, prepared: Prepared, observer: RunObserver
+) -> tuple[BatchState, str | None]:
+    """The state this batch run works on: the state file's (adopted or named) or a fresh one."""
+    assert options.batch is not None
+    if options.batch.mode in (BatchMode.WAIT, BatchMode.FETCH):
+        path = options.batch.state_path
+        assert path is not None
+        state = batch_state.load(path)
+        changed = same_submission(state, prepared)
+        if changed:
+            raise StateFileError(
+                f"{path} was written for another job or input (changed since the submission: "
+                f"{', '.join(changed)})",
+                hint="restore the input the batch was submitted with, or fetch the jobs bare: "
+                "gembulk batch fetch batches/ID -o OTHER.jsonl",
+            )
+        return state, path
+    fresh = new_state(options, prepared)
+    if options.output == "-":
+        return fresh, None
+    path = batch_state.state_path(options.output)
+    if not os.path.exists(path):
+        return fresh, path
+    existing = batch_state.load(path)
+    if existing.fetched or not existing.jobs:
+        return fresh, path
+    names = ", ".join(existing.job_names) or "none created yet"
+    changed = same_submission(existing, prepared)
+    if changed and not options.overwrite:
+        raise StateFileError(
+            f"{path} holds batch jobs of another job that were never fetched ({names}; changed: "
+            f"{', '.join(changed)})",
+            hint=f"fetch them first (gembulk batch fetch {path}), cancel them (gembulk batch cancel "
+            f"{path}), or pass --overwrite to submit anew and leave them",
+        )
+    if options.overwrite:
+        observer.message(f"--overwrite: submitting anew; the earlier batch jobs are left alone ({names})")
+        return fresh, path
+    observer.message(f"adopting the batch jobs already submitted for {options.output}: {names}")
+    return existing, path
+
+
+def options_from_state(
+    state: BatchState,
+    state_file: str,
+    output: str | None,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    batch: BatchOptions,
+    fallback_online: bool | None = None,
+    keep_files: bool | None = None,
+    progress: ProgressMode = ProgressMode.AUTO,
+    quiet: bool = False,
+) -> RunOptions:
+    """The run a state file describes, collecting into OUT (default: the output it was submitted for)."""
+    output = output or state.output
+    generation = state.generation
+    online = state.online
+    return RunOptions(
+        input=state.input_path or "-",
+        stdin_copy=state.stdin_copy,
+        output=output,
+        input_format=state.input_format,
+        output_format=state.output_format if os.path.abspath(output) == state.output else None,
+        template=state.template,
+        id_column=state.id_column,
+        model=state.model,
+        generation=GenerationSettings(
+            system=generation.get("system"),
+            temperature=generation.get("temperature"),
+            max_output_tokens=generation.get("max_output_tokens"),
+            json_schema=generation.get("json_schema"),
+        ),
+        limits=Limits(concurrency=int(online["concurrency"]), rpm=online.get("rpm"), tpm=online.get("tpm")),
+        retry=RetryPolicy(max_attempts=int(online["max_attempts"]), max_time=float(online["max_retry_time"])),
+        timeout=online.get("timeout"),
+        api_key=api_key,
+        base_url=base_url,
+        progress=progress,
+        quiet=quiet,
+        batch=replace(
+            batch,
+            state_path=state_file,
+            fallback_online=state.fallback_online if fallback_online is None else fallback_online,
+            keep_files=state.keep_files if keep_files is None else keep_files,
+        ),
+    )
+
+
+async def already_fetched(
+    state: BatchState, state_file: str, options: RunOptions, observer: RunObserver
+) -> RunResult:
+    """A second fetch: OUT already holds every row, so it is reported as it is (and left as it is)."""
+    output = options.output
+    if not os.path.exists(output):
+        raise StateFileError(
+            f"{state_file}: these batch jobs were already fetched into {state.output}, and {output} "
+            "does not exist",
+            hint="the results were fetched once; run the job again to get them anew",
+        )
+    existing = await load_existing(output, detect_output_format(output, options.output_format))
+    done = existing.done_ids if existing else frozenset()
+    failed = existing.failed_ids if existing else frozenset()
+    stats = RunStats(total=state.rows, ok=len(done), failed=len(failed))
+    observer.message(f"already fetched into {output}: {len(done)} ok, {len(failed)} failed")
+    assert options.batch is not None
+    if not state.files_deleted and not options.batch.keep_files:
+        await delete_leftover_files(state, state_file, options.api_key or "", options.base_url, observer)
+    code = ExitCode.ROWS_FAILED if failed else ExitCode.OK
+    return RunResult(code, stats, 0.0, None, tuple(state.job_names))
+
+
+async def delete_leftover_files(
+    state: BatchState, state_file: str, api_key: str, base_url: str | None, observer: RunObserver
+) -> None:
+    """Retry deleting the files of a fetched batch (an earlier fetch stopped before it could)."""
+    async with GeminiClient(
+        api_key=api_key, base_url=base_url, max_connections=4, timeout=60.0, settings=GenerationSettings()
+    ) as client:
+        service = BatchService(client, RetryPolicy(max_attempts=3))
+        files = [job.input_file for job in state.jobs]
+        for name in state.job_names:
+            try:
+                status = await service.status(name)
+            except GembulkError:
+                continue
+            if status.results_file:
+                files.append(status.results_file)
+        problems = [problem for name in files if (problem := await service.delete_file(name))]
+    for problem in problems:
+        observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
+    if not problems:
+        batch_state.save(state_file, replace(state, files_deleted=True))

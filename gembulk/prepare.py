@@ -1,0 +1,202 @@
+"""What is checked before the first request (input, template, schema, output, identity); the row passes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gembulk import jobfile
+from gembulk.errors import InputError, StateFileError, UsageError
+from gembulk.executors import RequestSource
+from gembulk.observer import RunObserver
+from gembulk.prompts import Template, prompt_template
+from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
+from gembulk.records import InputRow, PromptRequest
+from gembulk.settings import BatchMode, RunOptions, schema_summary
+from gembulk.stats import RunStats
+from gembulk.writers import ExistingOutput, detect_output_format, load_existing
+
+DRY_RUN_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything checked before the first request: nothing is sent until all of this succeeded."""
+
+    spec: InputSpec
+    scan: ScanResult
+    template: Template
+    schema: dict[str, Any] | None
+    output_format: str
+    existing: ExistingOutput | None
+    identity: jobfile.JobIdentity
+    spool: str | None  # temporary copy of stdin, deleted at the end
+
+
+async def prepare(options: RunOptions) -> Prepared:
+    if not options.dry_run and not options.api_key:
+        raise UsageError(
+            "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key",
+        )
+    if options.batch is not None and options.batch.mode is BatchMode.DETACH and options.output == "-":
+        raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
+    schema = _load_schema(options.json_schema_path)
+    if schema is None:
+        schema = options.generation.json_schema  # a run rebuilt from a batch state file
+    spool = None
+    fmt = detect_format(options.input, options.input_format)
+    if options.input == "-" and options.stdin_copy is not None:
+        if not os.path.isfile(options.stdin_copy):
+            raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
+        spec = InputSpec(
+            path=options.stdin_copy, format=fmt, id_column=options.id_column, display_name="<stdin>"
+        )
+    elif options.input == "-":
+        # A batch run keeps its stdin beside OUT for `batch wait|fetch`: spool it there to link it.
+        beside = os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None
+        spool = await spool_stdin(beside if options.batch is not None else None)
+        spec = InputSpec(path=spool, format=fmt, id_column=options.id_column, display_name="<stdin>")
+    else:
+        if not os.path.isfile(options.input):
+            raise InputError(f"{options.input}: no such file")
+        spec = InputSpec(path=options.input, format=fmt, id_column=options.id_column)
+    try:
+        source = await open_input(spec)
+        try:
+            columns = source.columns
+        finally:
+            await source.aclose()
+        template = prompt_template(
+            options.template,
+            options.template_file,
+            options.prompt_column,
+            columns,
+            fmt,
+            spec.display_name or spec.path,
+        )
+        scan = await scan_input(spec, template.fields)
+        output_format = detect_output_format(options.output, options.output_format)
+        identity = jobfile.JobIdentity(
+            input=_input_identity(options, scan),
+            template=template.source,
+            model=options.model,
+            system=options.generation.system,
+            generation=json.dumps(
+                {
+                    "temperature": options.generation.temperature,
+                    "max_output_tokens": options.generation.max_output_tokens,
+                    "schema": schema_summary(schema),
+                },
+                sort_keys=True,
+            ),
+            id_column=scan.id_column,
+        )
+        existing = await _existing_output(options, output_format, identity)
+    except BaseException:
+        if spool is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spool)
+        raise
+    return Prepared(spec, scan, template, schema, output_format, existing, identity, spool)
+
+
+def _load_schema(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            schema = json.load(handle)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read JSON schema ({exc.strerror or exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(schema, dict):
+        raise InputError(f"{path}: a JSON schema must be a JSON object")
+    return schema
+
+
+def _input_identity(options: RunOptions, scan: ScanResult) -> str:
+    if options.input == "-":
+        return f"<stdin>:{scan.sha256}"
+    return os.path.abspath(options.input)
+
+
+async def _existing_output(
+    options: RunOptions, output_format: str, identity: jobfile.JobIdentity
+) -> ExistingOutput | None:
+    if options.output == "-":
+        return None
+    output = options.output
+    if options.input != "-" and os.path.exists(output) and os.path.samefile(output, options.input):
+        raise UsageError(f"-o {output} is the input file; choose another output path")
+    check_output_directory(output)
+    if options.overwrite or not os.path.exists(output):
+        return None
+    jobfile.check_same_job(output, identity)
+    return await load_existing(output, output_format)
+
+
+def check_output_directory(output: str) -> None:
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise UsageError(f"-o {output}: directory {directory} does not exist")
+
+
+async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver) -> None:
+    done = prepared.existing.done_ids if prepared.existing else frozenset()
+    source = await open_input(prepared.spec)
+    shown = 0
+    to_send = 0
+    try:
+        async for row in source.rows():
+            if row.id in done:
+                continue
+            to_send += 1
+            if shown < DRY_RUN_SAMPLES:
+                shown += 1
+                prompt = prepared.template.render(row.fields)
+                observer.message(f"--- row {row.id} ({options.model}) ---\n{prompt}")
+    finally:
+        await source.aclose()
+    observer.message(
+        f"dry run: {prepared.scan.row_count} rows in {prepared.spec.display_name or prepared.spec.path}, "
+        f"{to_send} to send, {prepared.scan.row_count - to_send} already done; nothing was sent"
+    )
+
+
+def request_source(
+    prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats
+) -> RequestSource:
+    """Fresh passes over the rows still to do; finished rows are counted as skipped on the first pass only."""
+    passes = 0
+
+    def source() -> AsyncIterator[PromptRequest]:
+        nonlocal passes
+        passes += 1
+        return _requests(prepared, options, done_ids, stats if passes == 1 else None)
+
+    return source
+
+
+async def _requests(
+    prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats | None
+) -> AsyncIterator[PromptRequest]:
+    # _prepare's scan refused repeated ids already: this pass need not hold every id again.
+    source = await open_input(prepared.spec, check_unique_ids=False)
+    try:
+        async for row in source.rows():
+            if row.id in done_ids:
+                if stats is not None:
+                    stats.skipped += 1
+                continue
+            yield _request(prepared.template, row, options.model)
+    finally:
+        await source.aclose()
+
+
+def _request(template: Template, row: InputRow, model: str) -> PromptRequest:
+    return PromptRequest(row=row, prompt=template.render(row.fields), model=model)
