@@ -202,11 +202,36 @@ def run(
     poll_max_interval: Annotated[
         float, typer.Option("--poll-max-interval", help="With --batch: longest wait between two polls.")
     ] = DEFAULT_POLL_MAX_INTERVAL,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            "--cache",
+            help="SQLite response cache (shared by runs, online and batch, and processes): a request "
+            'answered before is served without an API call and marked "cached": true. Errors are not cached.',
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="K/N: only the rows whose id hashes to shard K of N (for N machines)."),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            help="USD: stop dispatching before the spend plus the requests in flight would pass it; "
+            "finished rows are kept (exit 3).",
+        ),
+    ] = None,
+    prices: Annotated[
+        str | None,
+        typer.Option("--prices", help="JSON price table layered over the shipped one (see README)."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
     from gembulk.progress import make_observer
     from gembulk.run import run_job
+    from gembulk.shard import Shard
 
     batch_options = None
     if batch:
@@ -237,7 +262,12 @@ def run(
     check_positive("--tpm", tpm)
     check_positive("--max-attempts", max_attempts)
     check_positive("--timeout", timeout)
+    check_positive("--max-cost", max_cost)
     options = RunOptions(
+        cache_path=cache,
+        shard=Shard.parse(shard) if shard is not None else None,
+        max_cost=max_cost,
+        prices_path=prices,
         input=input,
         output=output,
         input_format=input_format,

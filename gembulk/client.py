@@ -207,6 +207,18 @@ class GeminiClient:
                 raise
             raise translated from exc
 
+    async def count_tokens(self, model: str, text: str) -> int:
+        """countTokens for one text (api-key mode cannot count a system instruction with it)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self.aio.models.count_tokens(model=model, contents=text)
+        except Exception as exc:
+            translated = self.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return response.total_tokens or 0
+
     def translate(self, exc: BaseException) -> BaseException:
         """Turn an SDK or transport exception into CallFailed; leave cancellation and bugs alone."""
         if isinstance(exc, errors.APIError):

@@ -25,6 +25,7 @@ class JobIdentity:
     system: str | None
     generation: str  # canonical JSON of temperature, max output tokens and schema
     id_column: str | None
+    shard: str | None = None  # "K/N" when only one shard of the rows is this job's
 
     def differences(self, other: JobIdentity) -> list[str]:
         mine, theirs = asdict(self), asdict(other)
@@ -62,6 +63,7 @@ def check_same_job(output: str, identity: JobIdentity) -> None:
         "system": "system prompt",
         "generation": "generation settings",
         "id_column": "id column",
+        "shard": "shard",
     }
     changed = ", ".join(labels[name] for name in stored.differences(identity))
     raise OutputConflictError(

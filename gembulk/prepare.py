@@ -12,15 +12,14 @@ from typing import Any
 from gembulk import jobfile
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
-from gembulk.observer import RunObserver
+from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
 from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
 from gembulk.records import InputRow, PromptRequest
 from gembulk.settings import BatchMode, RunOptions, schema_summary
+from gembulk.shard import Shard
 from gembulk.stats import RunStats
 from gembulk.writers import ExistingOutput, detect_output_format, load_existing
-
-DRY_RUN_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,8 @@ class Prepared:
     existing: ExistingOutput | None
     identity: jobfile.JobIdentity
     spool: str | None  # temporary copy of stdin, deleted at the end
+    prices: PriceTable
+    total: int  # rows this run is about: the whole input, or the rows of its --shard
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -44,6 +45,8 @@ async def prepare(options: RunOptions) -> Prepared:
         )
     if options.batch is not None and options.batch.mode is BatchMode.DETACH and options.output == "-":
         raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
+    prices = load_prices(options.prices_path)
+    _check_cost_options(options, prices)
     schema = _load_schema(options.json_schema_path)
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file
@@ -94,14 +97,39 @@ async def prepare(options: RunOptions) -> Prepared:
                 sort_keys=True,
             ),
             id_column=scan.id_column,
+            shard=str(options.shard) if options.shard else None,
         )
         existing = await _existing_output(options, output_format, identity)
+        total = await _count_shard(spec, options.shard) if options.shard else scan.row_count
     except BaseException:
         if spool is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spool)
         raise
-    return Prepared(spec, scan, template, schema, output_format, existing, identity, spool)
+    return Prepared(spec, scan, template, schema, output_format, existing, identity, spool, prices, total)
+
+
+def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
+    if options.max_cost is None:
+        return
+    if options.batch is not None:
+        raise UsageError("--max-cost works with online runs; a batch is priced only once it has run")
+    if prices.price_for(options.model) is None:
+        raise UsageError(
+            f"--max-cost: no price is known for {options.model}",
+            hint="pass --prices FILE with its input and output prices (USD per million tokens)",
+        )
+
+
+async def _count_shard(spec: InputSpec, shard: Shard) -> int:
+    count = 0
+    source = await open_input(spec, check_unique_ids=False)
+    try:
+        async for row in source.rows():
+            count += shard.owns(row.id)
+    finally:
+        await source.aclose()
+    return count
 
 
 def _load_schema(path: str | None) -> dict[str, Any] | None:
@@ -146,28 +174,6 @@ def check_output_directory(output: str) -> None:
         raise UsageError(f"-o {output}: directory {directory} does not exist")
 
 
-async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver) -> None:
-    done = prepared.existing.done_ids if prepared.existing else frozenset()
-    source = await open_input(prepared.spec)
-    shown = 0
-    to_send = 0
-    try:
-        async for row in source.rows():
-            if row.id in done:
-                continue
-            to_send += 1
-            if shown < DRY_RUN_SAMPLES:
-                shown += 1
-                prompt = prepared.template.render(row.fields)
-                observer.message(f"--- row {row.id} ({options.model}) ---\n{prompt}")
-    finally:
-        await source.aclose()
-    observer.message(
-        f"dry run: {prepared.scan.row_count} rows in {prepared.spec.display_name or prepared.spec.path}, "
-        f"{to_send} to send, {prepared.scan.row_count - to_send} already done; nothing was sent"
-    )
-
-
 def request_source(
     prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats
 ) -> RequestSource:
@@ -177,18 +183,20 @@ def request_source(
     def source() -> AsyncIterator[PromptRequest]:
         nonlocal passes
         passes += 1
-        return _requests(prepared, options, done_ids, stats if passes == 1 else None)
+        return pending_requests(prepared, options, done_ids, stats if passes == 1 else None)
 
     return source
 
 
-async def _requests(
+async def pending_requests(
     prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats | None
 ) -> AsyncIterator[PromptRequest]:
     # _prepare's scan refused repeated ids already: this pass need not hold every id again.
     source = await open_input(prepared.spec, check_unique_ids=False)
     try:
         async for row in source.rows():
+            if options.shard is not None and not options.shard.owns(row.id):
+                continue
             if row.id in done_ids:
                 if stats is not None:
                     stats.skipped += 1

@@ -57,8 +57,15 @@ def status_fields(stats: RunStats, elapsed: float) -> dict[str, Any]:
         "tokens": stats.total_tokens,
         "prompt_tokens": stats.prompt_tokens,
         "output_tokens": stats.output_tokens,
+        "cost_usd": round(stats.cost_usd, 6) if stats.cost_known else None,
+        "cache_hits": stats.cache_hits,
         "elapsed_s": round(elapsed, 2),
     }
+
+
+def money(stats: RunStats) -> str:
+    """The spend so far; "?" when a model without a known price answered."""
+    return f"${stats.cost_usd:.4f}" if stats.cost_known else f"${stats.cost_usd:.4f} + ? (unpriced model)"
 
 
 def summary_line(stats: RunStats, elapsed: float, outcome: str) -> str:
@@ -69,6 +76,9 @@ def summary_line(stats: RunStats, elapsed: float, outcome: str) -> str:
     if stats.skipped:
         parts.append(f"{stats.skipped} already done")
     parts.append(f"{stats.total_tokens:,} tokens")
+    parts.append(money(stats))
+    if stats.cache_hits:
+        parts.append(f"{stats.cache_hits} from cache")
     parts.append(f"{elapsed:.1f}s")
     rps = stats.requests / elapsed if elapsed > 0 else 0.0
     parts.append(f"{rps:.1f} req/s")
@@ -142,8 +152,8 @@ class PlainObserver(_TickingObserver):
         eta = f"{f['eta_s']:.0f}s" if f["eta_s"] is not None else "?"
         print(
             f"gembulk: {f['done']}/{f['total']} rows ({percent:.0f}%), {f['ok']} ok, {f['failed']} failed, "
-            f"{f['rows_per_s']:.1f} rows/s, ETA {eta}, {f['tokens']:,} tokens, {f['retries']} retries, "
-            f"{f['rate_limited']} x 429, concurrency {f['concurrency']}",
+            f"{f['rows_per_s']:.1f} rows/s, ETA {eta}, {f['tokens']:,} tokens, {money(self.stats)}, "
+            f"{f['retries']} retries, {f['rate_limited']} x 429, concurrency {f['concurrency']}",
             file=self.stream,
             flush=True,
         )
@@ -216,8 +226,8 @@ class BarObserver(_TickingObserver):
         detail = Text.assemble(
             f"  {f['ok']} ok · ",
             (f"{f['failed']} failed", "red" if f["failed"] else ""),
-            f" · {f['tokens']:,} tokens · {f['retries']} retries · {f['rate_limited']}×429"
-            f" · in flight {f['in_flight']}/{f['concurrency']}",
+            f" · {f['tokens']:,} tokens · {money(self.stats)} · {f['retries']} retries"
+            f" · {f['rate_limited']}×429 · in flight {f['in_flight']}/{f['concurrency']}",
         )
         self.progress.detail = detail
         self.progress.update(

@@ -151,6 +151,8 @@ def build_record(
         record["parsed"] = outcome.parsed
     if mode is not None:
         record["mode"] = mode
+    if outcome.extra.get("cached"):
+        record["cached"] = True
     for key, value in row.fields.items():
         if key not in record:
             record[key] = value

@@ -18,13 +18,17 @@ from gembulk import jobfile
 from gembulk.batch import state as batch_state
 from gembulk.batch.flow import already_fetched, batch_state_for, options_from_state
 from gembulk.batch.jobs import BatchService
+from gembulk.budget import Budget
+from gembulk.cache import ResponseCache
 from gembulk.client import GeminiClient, GenerationSettings
+from gembulk.dryrun import dry_run
 from gembulk.errors import ExitCode, GembulkError, UsageError
 from gembulk.executors import Executor
 from gembulk.executors.batch import BatchExecutor
+from gembulk.executors.cached import CachedExecutor
 from gembulk.executors.online import OnlineExecutor
 from gembulk.observer import NullObserver, RunObserver
-from gembulk.prepare import Prepared, check_output_directory, dry_run, prepare, request_source
+from gembulk.prepare import Prepared, check_output_directory, prepare, request_source
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
 from gembulk.scheduler import Scheduler
@@ -103,7 +107,7 @@ class _Output:
 
 
 async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
-    stats = RunStats(total=prepared.scan.row_count)
+    stats = RunStats(total=prepared.total)
     existing = prepared.existing
     done_ids = existing.done_ids if existing else frozenset()
     if existing is not None and existing.torn:
@@ -137,6 +141,12 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
         await output.write(record)
         written += 1
         stats.add_usage(outcome.usage)
+        if not outcome.extra.get("cached"):
+            cost = prepared.prices.cost(request.model, outcome.usage, batch=record.get("mode") == "batch")
+            if cost is None:
+                stats.cost_known = False
+            else:
+                stats.cost_usd += cost
         if outcome.error is None:
             stats.ok += 1
         else:
@@ -152,9 +162,10 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     try:
         async with _client(options, prepared) as client:
             executor = _make_executor(options, prepared, client, stats, observer)
-            task = asyncio.create_task(executor.run(request_source(prepared, options, done_ids, stats), emit))
+            runner = _with_cache(executor, options, client, stats)
+            task = asyncio.create_task(runner.run(request_source(prepared, options, done_ids, stats), emit))
             with stop.installed():
-                interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
+                interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
             await output.aclose()  # durable before the executor cleans up anything it kept
             if not interrupted:
                 if batch:
@@ -202,6 +213,15 @@ def _make_executor(
     def online() -> OnlineExecutor:
         return OnlineExecutor(client, Scheduler(options.limits, stats), options.retry, stats)
 
+    if options.batch is None and options.max_cost is not None:
+        budget = Budget(
+            options.max_cost,
+            prepared.prices,
+            system=options.generation.system,
+            max_output_tokens=options.generation.max_output_tokens,
+        )
+        return OnlineExecutor(client, Scheduler(options.limits, stats), options.retry, stats, budget)
+
     if options.batch is None:
         return online()
 
@@ -219,6 +239,13 @@ def _make_executor(
         online=online,
         stdin_spool=prepared.spool,
     )
+
+
+def _with_cache(executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats) -> Executor:
+    """With --cache, answers already paid for (by any run, online or batch) are served locally."""
+    if options.cache_path is None:
+        return executor
+    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
 
 
 def _generation_with_schema(options: RunOptions, schema: dict[str, Any] | None) -> GenerationSettings:
@@ -277,7 +304,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 
 async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
     """Submit (or find already submitted) and return at once; the state file says how to fetch."""
-    stats = RunStats(total=prepared.scan.row_count)
+    stats = RunStats(total=prepared.total)
     done_ids = prepared.existing.done_ids if prepared.existing else frozenset()
     started = time.monotonic()
     stop = StopSignal()

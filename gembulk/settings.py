@@ -13,6 +13,7 @@ from gembulk.client import GenerationSettings
 from gembulk.errors import UsageError
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
+from gembulk.shard import Shard
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 # Enough in flight to hide multi-second model latency; the adaptive limit backs off from here when
@@ -88,6 +89,10 @@ class RunOptions:
     grace_period: float = 10.0
     batch: BatchOptions | None = None  # the Batch API executor instead of the online one
     stdin_copy: str | None = None  # with input "-": a kept copy of that stdin (batch wait/fetch)
+    cache_path: str | None = None  # --cache: SQLite response cache shared by runs, modes and processes
+    shard: Shard | None = None  # --shard K/N: only the rows whose id falls in this shard
+    max_cost: float | None = None  # --max-cost USD: stop dispatching before the spend passes it
+    prices_path: str | None = None  # --prices: a JSON price table layered over the shipped one
 
 
 def resolve_api_key(explicit: str | None, env: Mapping[str, str] = os.environ) -> str | None:

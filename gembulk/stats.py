@@ -29,6 +29,9 @@ class RunStats:
     thoughts_tokens: int = 0
     total_tokens: int = 0
     failures_by_status: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0  # what the answers so far cost, at the price table's rates
+    cost_known: bool = True  # False once an answer came from a model the price table does not know
+    cache_hits: int = 0
 
     @property
     def done(self) -> int:

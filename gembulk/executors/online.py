@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from gembulk.budget import Budget
 from gembulk.client import GeminiClient, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
@@ -40,13 +41,20 @@ class OnlineExecutor:
     """One worker per concurrency slot pulls requests from a short queue; the scheduler paces them."""
 
     def __init__(
-        self, client: GeminiClient, scheduler: Scheduler, policy: RetryPolicy, stats: RunStats
+        self,
+        client: GeminiClient,
+        scheduler: Scheduler,
+        policy: RetryPolicy,
+        stats: RunStats,
+        budget: Budget | None = None,
     ) -> None:
         self._client = client
         self._scheduler = scheduler
         self._policy = policy
         self._stats = stats
+        self._budget = budget
         self._stopping = asyncio.Event()
+        self._budget_reached = False
 
     def stop_dispatching(self) -> None:
         self._stopping.set()
@@ -61,6 +69,8 @@ class OnlineExecutor:
             group.create_task(self._feed(requests(), queue, workers))
             for _ in range(workers):
                 group.create_task(self._work(queue, emit))
+        if self._budget_reached and self._budget is not None:
+            raise self._budget.reached(self._stats.remaining)
 
     async def _feed(
         self, requests: AsyncIterator[PromptRequest], queue: asyncio.Queue[PromptRequest | None], workers: int
@@ -78,10 +88,22 @@ class OnlineExecutor:
         while (request := await queue.get()) is not None:
             if self._stopping.is_set():
                 continue  # drain without sending, so the feeder's end markers get through
+            estimate = 0.0
+            if self._budget is not None:
+                estimate = self._budget.estimate(request.model, request.prompt)
+                if not self._budget.try_reserve(estimate):
+                    self._budget_reached = True
+                    self.stop_dispatching()  # the rows in flight still finish and are kept
+                    continue
             try:
                 outcome = await self._process(request)
             except _Abandoned:
                 continue
+            finally:
+                if self._budget is not None:
+                    self._budget.release(estimate)
+            if self._budget is not None:
+                self._budget.charge(request.model, outcome.usage)
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:

@@ -1,0 +1,64 @@
+"""The response cache as an executor decorator: hits are answered locally, misses go to the real executor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from gembulk.cache import ResponseCache, cache_key
+from gembulk.client import GenerationSettings
+from gembulk.executors import Emit, Executor, RequestSource
+from gembulk.records import Outcome, PromptRequest
+from gembulk.stats import RunStats
+
+
+class CachedExecutor:
+    """Wraps any executor (online or batch), so both modes share one cache.
+
+    The first pass over the requests decides hit or miss once per row and remembers the hits, so an
+    executor that takes several passes (the batch executor) sees the same misses every time, even if
+    another process fills the cache meanwhile. Only successes are stored; errors must reach the API again.
+    """
+
+    def __init__(
+        self, inner: Executor, cache: ResponseCache, settings: GenerationSettings, stats: RunStats
+    ) -> None:
+        self._inner = inner
+        self._cache = cache
+        self._settings = settings
+        self._stats = stats
+        self._hits: set[tuple[str, str]] | None = None  # (id, model) of rows answered from the cache
+
+    def _key(self, request: PromptRequest) -> str:
+        return cache_key(request.model, self._settings.to_request_json(request.prompt))
+
+    async def run(self, requests: RequestSource, emit: Emit) -> None:
+        async def store_and_emit(request: PromptRequest, outcome: Outcome) -> None:
+            if outcome.error is None and not outcome.extra.get("cached"):
+                self._cache.put(self._key(request), request.model, outcome)
+            await emit(request, outcome)
+
+        async def misses() -> AsyncIterator[PromptRequest]:
+            first_pass = self._hits is None
+            if first_pass:
+                self._hits = set()
+            async for request in requests():
+                pair = (request.id, request.model)
+                if first_pass:
+                    hit = self._cache.get(self._key(request))
+                    if hit is not None:
+                        self._hits.add(pair)
+                        self._stats.cache_hits += 1
+                        await emit(request, replace(hit, extra={**hit.extra, "cached": True}))
+                        continue
+                elif pair in self._hits:
+                    continue
+                yield request
+
+        await self._inner.run(misses, store_and_emit)
+
+    def stop_dispatching(self) -> None:
+        self._inner.stop_dispatching()
+
+    async def output_saved(self) -> None:
+        await self._inner.output_saved()
