@@ -107,7 +107,14 @@ def run(
         str | None, typer.Option("--input-format", help="csv, tsv, jsonl or txt.")
     ] = None,
     output_format: Annotated[str | None, typer.Option("--output-format", help="jsonl or csv.")] = None,
-    model: Annotated[str, typer.Option("-m", "--model", help="Gemini model name.")] = DEFAULT_MODEL,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-m",
+            "--model",
+            help=f"Gemini model (default {DEFAULT_MODEL}); repeat it to run every row on each.",
+        ),
+    ] = None,
     system: Annotated[str | None, typer.Option("-s", "--system", help="System instruction.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
     max_output_tokens: Annotated[int | None, typer.Option("--max-output-tokens")] = None,
@@ -263,6 +270,7 @@ def run(
     check_positive("--max-attempts", max_attempts)
     check_positive("--timeout", timeout)
     check_positive("--max-cost", max_cost)
+    models = tuple(dict.fromkeys(model or [DEFAULT_MODEL]))  # repeated -m, duplicates dropped, order kept
     options = RunOptions(
         cache_path=cache,
         shard=Shard.parse(shard) if shard is not None else None,
@@ -276,7 +284,8 @@ def run(
         template_file=template_file,
         prompt_column=prompt_column,
         id_column=id_column,
-        model=model,
+        model=models[0],
+        fanout=models if len(models) > 1 else (),
         generation=GenerationSettings(
             system=system, temperature=temperature, max_output_tokens=max_output_tokens
         ),

@@ -19,17 +19,19 @@ TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there ar
 
 async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver) -> None:
     """Show the first prompts, count the rows and estimate tokens and cost; send no generation request."""
-    done = prepared.existing.done_ids if prepared.existing else frozenset()
+    done = prepared.existing.done if prepared.existing else frozenset()
     sample: list[str] = []
     to_send = 0
     characters = 0
+    per_model = dict.fromkeys(options.models, 0)
     async for request in pending_requests(prepared, options, done, None):
         to_send += 1
+        per_model[request.model] += 1
         characters += len(request.prompt)
         if len(sample) < TOKEN_SAMPLE:
             sample.append(request.prompt)
         if to_send <= DRY_RUN_SAMPLES:
-            observer.message(f"--- row {request.id} ({options.model}) ---\n{request.prompt}")
+            observer.message(f"--- row {request.id} ({request.model}) ---\n{request.prompt}")
     name = prepared.spec.display_name or prepared.spec.path
     observer.message(
         f"dry run: {prepared.total} rows in {name}, {to_send} to send, "
@@ -37,7 +39,10 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
     )
     if to_send:
         estimate = await _estimate_tokens(options, sample, to_send, characters)
-        observer.message(cost_estimate(options, prepared.prices, estimate, to_send))
+        for model, rows in per_model.items():
+            share = TokenEstimate(round(estimate.input_tokens * rows / to_send), estimate.how)
+            prefix = f"{model}: " if len(per_model) > 1 else ""
+            observer.message(prefix + cost_estimate(options, model, prepared.prices, share, rows))
 
 
 @dataclass(frozen=True)
@@ -78,14 +83,16 @@ async def _estimate_tokens(
     return TokenEstimate(round(total) + rows * system_tokens, how)
 
 
-def cost_estimate(options: RunOptions, prices: PriceTable, estimate: TokenEstimate, rows: int) -> str:
+def cost_estimate(
+    options: RunOptions, model: str, prices: PriceTable, estimate: TokenEstimate, rows: int
+) -> str:
     """One paragraph: input tokens, and what they and the output would cost online and in batch."""
     line = f"input: {estimate.input_tokens:,} tokens ({estimate.how})"
-    price = prices.price_for(options.model)
+    price = prices.price_for(model)
     if price is None:
-        return line + f"; no price known for {options.model} (pass --prices FILE)"
+        return line + f"; no price known for {model} (pass --prices FILE)"
     discount = prices.batch_discount
-    input_cost = prices.cost(options.model, Usage(prompt_tokens=estimate.input_tokens)) or 0.0
+    input_cost = prices.cost(model, Usage(prompt_tokens=estimate.input_tokens)) or 0.0
     line += f"; input cost ${input_cost:.4f} online, ${input_cost * discount:.4f} batch"
     if options.generation.max_output_tokens:
         bound = rows * options.generation.max_output_tokens

@@ -15,11 +15,11 @@ from gembulk.executors import RequestSource
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
 from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
-from gembulk.records import InputRow, PromptRequest
+from gembulk.records import PromptRequest
 from gembulk.settings import BatchMode, RunOptions, schema_summary
 from gembulk.shard import Shard
 from gembulk.stats import RunStats
-from gembulk.writers import ExistingOutput, detect_output_format, load_existing
+from gembulk.writers import ExistingOutput, RecordKey, detect_output_format, load_existing
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Prepared:
     identity: jobfile.JobIdentity
     spool: str | None  # temporary copy of stdin, deleted at the end
     prices: PriceTable
-    total: int  # rows this run is about: the whole input, or the rows of its --shard
+    total: int  # records this run is about: rows (of its --shard) times models
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -47,6 +47,8 @@ async def prepare(options: RunOptions) -> Prepared:
         raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
     prices = load_prices(options.prices_path)
     _check_cost_options(options, prices)
+    if options.batch is not None and len(options.models) > 1:
+        raise UsageError("several -m models work online; with --batch, submit one job per model")
     schema = _load_schema(options.json_schema_path)
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file
@@ -86,7 +88,7 @@ async def prepare(options: RunOptions) -> Prepared:
         identity = jobfile.JobIdentity(
             input=_input_identity(options, scan),
             template=template.source,
-            model=options.model,
+            model=",".join(options.models),
             system=options.generation.system,
             generation=json.dumps(
                 {
@@ -100,7 +102,8 @@ async def prepare(options: RunOptions) -> Prepared:
             shard=str(options.shard) if options.shard else None,
         )
         existing = await _existing_output(options, output_format, identity)
-        total = await _count_shard(spec, options.shard) if options.shard else scan.row_count
+        rows = await _count_shard(spec, options.shard) if options.shard else scan.row_count
+        total = rows * len(options.models)
     except BaseException:
         if spool is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -114,9 +117,10 @@ def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
         return
     if options.batch is not None:
         raise UsageError("--max-cost works with online runs; a batch is priced only once it has run")
-    if prices.price_for(options.model) is None:
+    unpriced = [model for model in options.models if prices.price_for(model) is None]
+    if unpriced:
         raise UsageError(
-            f"--max-cost: no price is known for {options.model}",
+            f"--max-cost: no price is known for {', '.join(unpriced)}",
             hint="pass --prices FILE with its input and output prices (USD per million tokens)",
         )
 
@@ -175,7 +179,7 @@ def check_output_directory(output: str) -> None:
 
 
 def request_source(
-    prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats
+    prepared: Prepared, options: RunOptions, done: frozenset[RecordKey], stats: RunStats
 ) -> RequestSource:
     """Fresh passes over the rows still to do; finished rows are counted as skipped on the first pass only."""
     passes = 0
@@ -183,13 +187,13 @@ def request_source(
     def source() -> AsyncIterator[PromptRequest]:
         nonlocal passes
         passes += 1
-        return pending_requests(prepared, options, done_ids, stats if passes == 1 else None)
+        return pending_requests(prepared, options, done, stats if passes == 1 else None)
 
     return source
 
 
 async def pending_requests(
-    prepared: Prepared, options: RunOptions, done_ids: frozenset[str], stats: RunStats | None
+    prepared: Prepared, options: RunOptions, done: frozenset[RecordKey], stats: RunStats | None
 ) -> AsyncIterator[PromptRequest]:
     # _prepare's scan refused repeated ids already: this pass need not hold every id again.
     source = await open_input(prepared.spec, check_unique_ids=False)
@@ -197,14 +201,12 @@ async def pending_requests(
         async for row in source.rows():
             if options.shard is not None and not options.shard.owns(row.id):
                 continue
-            if row.id in done_ids:
-                if stats is not None:
-                    stats.skipped += 1
-                continue
-            yield _request(prepared.template, row, options.model)
+            prompt = prepared.template.render(row.fields)
+            for model in options.models:
+                if (row.id, model) in done:
+                    if stats is not None:
+                        stats.skipped += 1
+                    continue
+                yield PromptRequest(row=row, prompt=prompt, model=model)
     finally:
         await source.aclose()
-
-
-def _request(template: Template, row: InputRow, model: str) -> PromptRequest:
-    return PromptRequest(row=row, prompt=template.render(row.fields), model=model)

@@ -109,11 +109,11 @@ class _Output:
 async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
     stats = RunStats(total=prepared.total)
     existing = prepared.existing
-    done_ids = existing.done_ids if existing else frozenset()
+    done = existing.done if existing else frozenset()
     if existing is not None and existing.torn:
         observer.message(f"{options.output}: dropped a torn last record left by an interrupted run")
-    if done_ids:
-        observer.message(f"resuming {options.output}: {len(done_ids)} rows already done, skipping them")
+    if done:
+        observer.message(f"resuming {options.output}: {len(done)} rows already done, skipping them")
     output = _Output(options, prepared, append=existing is not None)
     batch = options.batch is not None
     if not batch:
@@ -126,7 +126,7 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
         nonlocal started_display
         if not started_display:
             started_display = True
-            observer.start(stats, title=options.model)
+            observer.start(stats, title=", ".join(options.models))
 
     async def emit(request: PromptRequest, outcome: Outcome) -> None:
         nonlocal written
@@ -163,7 +163,7 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
         async with _client(options, prepared) as client:
             executor = _make_executor(options, prepared, client, stats, observer)
             runner = _with_cache(executor, options, client, stats)
-            task = asyncio.create_task(runner.run(request_source(prepared, options, done_ids, stats), emit))
+            task = asyncio.create_task(runner.run(request_source(prepared, options, done, stats), emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
             await output.aclose()  # durable before the executor cleans up anything it kept
@@ -256,7 +256,7 @@ async def _finalize_output(
     options: RunOptions, prepared: Prepared, existing: ExistingOutput | None, written: int
 ) -> None:
     """One record per id: fold a resumed file whose earlier failures were retried, then mark the job done."""
-    if existing is not None and (existing.needs_compaction or (existing.failed_ids and written)):
+    if existing is not None and (existing.needs_compaction or (existing.failed and written)):
         await compact(options.output, prepared.output_format)
     jobfile.save(options.output, prepared.identity, complete=True)
 
@@ -305,7 +305,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
     """Submit (or find already submitted) and return at once; the state file says how to fetch."""
     stats = RunStats(total=prepared.total)
-    done_ids = prepared.existing.done_ids if prepared.existing else frozenset()
+    done = prepared.existing.done if prepared.existing else frozenset()
     started = time.monotonic()
     stop = StopSignal()
     error: GembulkError | None = None
@@ -316,7 +316,7 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
             made = _make_executor(options, prepared, client, stats, observer)
             assert isinstance(made, BatchExecutor)
             executor = made
-            source = request_source(prepared, options, done_ids, stats)
+            source = request_source(prepared, options, done, stats)
             task = asyncio.create_task(executor.submit(source))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)

@@ -93,6 +93,11 @@ class RunOptions:
     shard: Shard | None = None  # --shard K/N: only the rows whose id falls in this shard
     max_cost: float | None = None  # --max-cost USD: stop dispatching before the spend passes it
     prices_path: str | None = None  # --prices: a JSON price table layered over the shipped one
+    fanout: tuple[str, ...] = ()  # several -m: every row runs on each of these models (model is the first)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.fanout or (self.model,)
 
 
 def resolve_api_key(explicit: str | None, env: Mapping[str, str] = os.environ) -> str | None:

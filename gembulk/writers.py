@@ -411,15 +411,28 @@ async def open_writer(
 # Reading an existing output back.
 
 
+# A record is one answer of one model to one row: with several models (-m a -m b) an id has a record
+# per model, so resume and compaction key records by (id, model).
+RecordKey = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class ExistingOutput:
     """What an earlier (possibly crashed) run left in the output file."""
 
-    done_ids: frozenset[str]  # ids with a success record (error is None)
-    failed_ids: frozenset[str]  # ids whose records are all failures
+    done: frozenset[RecordKey]  # (id, model) with a success record (error is None)
+    failed: frozenset[RecordKey]  # (id, model) whose records are all failures
     records: int  # complete records found
     torn: bool  # the file ended in a torn (partial) last record, which was dropped
-    needs_compaction: bool  # more than one record for some id
+    needs_compaction: bool  # more than one record for some (id, model)
+
+    @property
+    def done_ids(self) -> frozenset[str]:
+        return frozenset(record_id for record_id, _ in self.done)
+
+    @property
+    def failed_ids(self) -> frozenset[str]:
+        return frozenset(record_id for record_id, _ in self.failed)
 
 
 Line = tuple[int, int, bytes]  # byte offset, 1-based line number, the line with its b"\n" (if any)
@@ -458,7 +471,7 @@ class _Damaged(Exception):
     """A record that does not parse: a crash artifact if it is the last one, an error otherwise."""
 
 
-def _jsonl_record(data: bytes) -> tuple[str, bool]:
+def _jsonl_record(data: bytes) -> tuple[RecordKey, bool]:
     try:
         value = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -468,7 +481,7 @@ def _jsonl_record(data: bytes) -> tuple[str, bool]:
     record_id, error = value.get("id"), value["error"]
     if not isinstance(record_id, str) or not record_id or not (error is None or isinstance(error, dict)):
         raise _NotARecord("'id' must be a non-empty string and 'error' null or an object")
-    return record_id, error is None
+    return (record_id, str(value.get("model") or "")), error is None
 
 
 def _csv_fields(data: bytes) -> list[str]:
@@ -481,7 +494,7 @@ def _csv_fields(data: bytes) -> list[str]:
 class _OutputScanner:
     """Validates an existing output record by record and finds where a torn tail starts."""
 
-    def __init__(self, path: str, fmt: str, visit: Callable[[str, bool, int], None]) -> None:
+    def __init__(self, path: str, fmt: str, visit: Callable[[RecordKey, bool, int], None]) -> None:
         self.path = path
         self.records = 0
         self.body_start = 0  # offset of the first record (after a CSV header)
@@ -565,17 +578,17 @@ class _OutputScanner:
             raise self._error(number, f"the CSV header does not start with {','.join(CSV_BASE_COLUMNS)}")
         self._header = header
 
-    def _csv_record(self, data: bytes) -> tuple[str, bool]:
+    def _csv_record(self, data: bytes) -> tuple[RecordKey, bool]:
         assert self._header is not None
         fields = _csv_fields(data)
         if len(fields) != len(self._header) or not fields[0]:
             raise _Damaged
         row = dict(zip(self._header, fields, strict=True))
-        return row["id"], not any(row[c] for c in _ERROR_COLUMNS)
+        return (row["id"], row.get("model", "")), not any(row[c] for c in _ERROR_COLUMNS)
 
 
 async def _scan_output(
-    path: str, fmt: str, visit: Callable[[str, bool, int], None]
+    path: str, fmt: str, visit: Callable[[RecordKey, bool, int], None]
 ) -> tuple[_OutputScanner, int | None]:
     scanner = _OutputScanner(path, fmt, visit)
     async for batch in _file_lines(path):
@@ -612,11 +625,11 @@ async def load_existing(path: str, fmt: str) -> ExistingOutput | None:
     """Resume state of an output; a torn last record is cut off the file. None if there is no output."""
     if not await _has_content(path):
         return None
-    done: set[str] = set()
-    failed: set[str] = set()
+    done: set[RecordKey] = set()
+    failed: set[RecordKey] = set()
     repeated = False
 
-    def visit(record_id: str, ok: bool, offset: int) -> None:
+    def visit(record_id: RecordKey, ok: bool, offset: int) -> None:
         nonlocal repeated
         repeated = repeated or record_id in done or record_id in failed
         if ok:
@@ -679,15 +692,17 @@ def _rewrite(path: str, header_end: int, offsets: list[int], csv_format: bool) -
 
 
 async def compact(path: str, fmt: str) -> int:
-    """Rewrite an output with one record per id (its last success, else its last record); returns the count.
+    """Rewrite an output with one record per (id, model): its last success, else its last record.
+
+    Returns the count.
 
     Ids keep the order of their first appearance. Only an offset per id is held in memory: a first pass
     picks the records, a second copies them.
     """
-    keep: dict[str, int] = {}
-    succeeded: set[str] = set()
+    keep: dict[RecordKey, int] = {}
+    succeeded: set[RecordKey] = set()
 
-    def visit(record_id: str, ok: bool, offset: int) -> None:
+    def visit(record_id: RecordKey, ok: bool, offset: int) -> None:
         if ok:
             succeeded.add(record_id)
             keep[record_id] = offset

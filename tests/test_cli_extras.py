@@ -184,3 +184,54 @@ def test_shard_is_part_of_the_job_identity(fake: FakeAPI, tmp_path: Path) -> Non
     assert other.returncode == 2 and "shard" in other.stderr
     bad = run_cli(["run", str(path), "-t", "{text}", "--shard", "3/2"], fake.url)
     assert bad.returncode == 2 and "--shard" in bad.stderr
+
+
+def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:
+    path = make_input(tmp_path, 5, {2: " [[fail:503:1]]"})
+    out = tmp_path / "out.jsonl"
+    args = [
+        "run",
+        str(path),
+        "-t",
+        "{text}",
+        "-o",
+        str(out),
+        "-m",
+        "gemini-2.5-flash",
+        "-m",
+        "gemini-2.5-pro",
+    ]
+    first = run_cli([*args, "--max-attempts", "1"], fake.url)
+    assert first.returncode == 1  # the first attempt of row 2 fails, on each model
+    records = read_jsonl(out)
+    assert len(records) == 10
+    assert {(r["id"], r["model"]) for r in records} == {
+        (f"r{i:03d}", m) for i in range(1, 6) for m in ("gemini-2.5-flash", "gemini-2.5-pro")
+    }
+    sent = fake.stats()["generate_requests"]
+    second = run_cli(args, fake.url)
+    assert second.returncode == 0, second.stderr
+    final = read_jsonl(out)
+    assert len(final) == 10 and all(r["error"] is None for r in final)
+    assert fake.stats()["generate_requests"] == sent + 2  # only the two failed (id, model) pairs again
+    assert "8 rows already done" in second.stderr
+
+
+def test_fan_out_is_refused_with_batch(fake: FakeAPI, tmp_path: Path) -> None:
+    result = run_cli(
+        [
+            "run",
+            str(make_input(tmp_path, 2)),
+            "-t",
+            "{text}",
+            "-m",
+            "a",
+            "-m",
+            "b",
+            "--batch",
+            "-o",
+            str(tmp_path / "o.jsonl"),
+        ],
+        fake.url,
+    )
+    assert result.returncode == 2 and "--batch" in result.stderr

@@ -419,9 +419,10 @@ async def test_load_existing_success_wins_whatever_the_order(tmp_path: Path) -> 
         jsonl_bytes(failed("1"), ok("1"), ok("2"), failed("2"), failed("3"), failed("3"), ok("4"))
     )
     state = await load_existing(str(path), "jsonl")
+    model = ok("1")["model"]
     assert state == ExistingOutput(
-        done_ids=frozenset({"1", "2", "4"}),
-        failed_ids=frozenset({"3"}),
+        done=frozenset({("1", model), ("2", model), ("4", model)}),
+        failed=frozenset({("3", model)}),
         records=7,
         torn=False,
         needs_compaction=True,
@@ -520,7 +521,14 @@ async def test_load_existing_csv(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
     await csv_output(path, [failed("1", text="a"), ok("1", "x\ny", text="b"), failed("2", text='c"d')])
     state = await load_existing(str(path), "csv")
-    assert state == ExistingOutput(frozenset({"1"}), frozenset({"2"}), 3, False, True)
+    assert state is not None
+    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
+        frozenset({"1"}),
+        frozenset({"2"}),
+        3,
+        False,
+        True,
+    )
 
 
 async def test_load_existing_csv_torn_inside_quoted_multiline_field(tmp_path: Path) -> None:
@@ -588,7 +596,14 @@ async def test_crash_resume_cycle(tmp_path: Path) -> None:
         await writer.write(record)
     await writer.aclose()
     state = await load_existing(str(path), "jsonl")
-    assert state == ExistingOutput(frozenset({"1", "2", "3"}), frozenset(), 4, False, True)
+    assert state is not None
+    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
+        frozenset({"1", "2", "3"}),
+        frozenset(),
+        4,
+        False,
+        True,
+    )
     assert await compact(str(path), "jsonl") == 3
     assert [(r["id"], r["error"]) for r in read_jsonl(path)] == [("1", None), ("2", None), ("3", None)]
 
@@ -694,3 +709,22 @@ async def test_large_output_resume_and_compact(tmp_path: Path, monkeypatch) -> N
     assert state.failed_ids == frozenset(str(i) for i in range(10, 20_000, 20))
     assert await compact(str(path), "jsonl") == 20_000
     assert [r["id"] for r in read_jsonl(path)] == [str(i) for i in range(20_000)]
+
+
+async def test_records_are_keyed_by_id_and_model(tmp_path: Path) -> None:
+    # fan-out (-m a -m b): one id has a record per model; they are not duplicates of each other
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(
+        jsonl_bytes(ok("1", model="a"), ok("1", model="b"), failed("2", model="a"), ok("2", model="a"))
+    )
+    state = await load_existing(str(path), "jsonl")
+    assert state is not None
+    assert state.done == frozenset({("1", "a"), ("1", "b"), ("2", "a")})
+    assert state.needs_compaction  # ("2", "a") twice
+    assert await compact(str(path), "jsonl") == 3
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["id"], r["model"], r["error"]) for r in kept] == [
+        ("1", "a", None),
+        ("1", "b", None),
+        ("2", "a", None),
+    ]
