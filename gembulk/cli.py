@@ -429,40 +429,12 @@ def _collect(
     api_key: str | None,
     base_url: str | None,
 ) -> None:
-    from gembulk.batch import state as batch_state
-    from gembulk.batch.commands import fetch_bare
-    from gembulk.batch.jobs import PollSettings
     from gembulk.progress import make_observer
-    from gembulk.run import collect_batch
+    from gembulk.run import collect
 
     check_positive("--poll-interval", poll_interval)
     check_positive("--poll-max-interval", poll_max_interval)
     check_positive("--timeout", timeout)
-    state_file, job = batch_state.resolve_target(target, output)
-    observer = make_observer(progress, quiet=quiet)
-    if state_file is None:
-        assert job is not None
-        if output is None or output == "-":
-            raise UsageError(f"give -o FILE: {job} has no state file to say where its results go")
-        connection = _connection(api_key, base_url)
-        settings = PollSettings(poll_interval, max(poll_interval, poll_max_interval), timeout)
-        code, stats = asyncio.run(
-            fetch_bare(
-                job,
-                output,
-                connection,
-                observer,
-                wait=mode is BatchMode.WAIT,
-                poll_settings=settings,
-                keep_files=bool(keep_files),
-            )
-        )
-        if not quiet:
-            print(
-                f"gembulk: done: {stats.ok} ok, {stats.failed} failed (records carry id = key only)",
-                file=sys.stderr,
-            )
-        raise typer.Exit(int(code))
     options = BatchOptions(
         mode=mode,
         poll_interval=poll_interval,
@@ -470,8 +442,8 @@ def _collect(
         wait_timeout=timeout,
     )
     result = asyncio.run(
-        collect_batch(
-            state_file,
+        collect(
+            target,
             output,
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url),
@@ -480,7 +452,7 @@ def _collect(
             keep_files=keep_files,
             progress=progress,
             quiet=quiet,
-            observer=observer,
+            observer=make_observer(progress, quiet=quiet),
         )
     )
     if result.error is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from gembulk.errors import OutputConflictError
+from gembulk.jsonfiles import write_json_atomic
 
 SUFFIX = ".gembulk.json"
 VERSION = 1
@@ -73,22 +73,9 @@ def check_same_job(output: str, identity: JobIdentity) -> None:
 
 
 def save(output: str, identity: JobIdentity, **extra: Any) -> None:
-    """Write the sidecar atomically (temp file + rename), so a crash never leaves half a file."""
-    path = sidecar_path(output)
+    """Write the sidecar atomically, so a crash never leaves half a file."""
     payload = {"version": VERSION, "job": asdict(identity), **extra}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gembulk-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(sidecar_path(output), payload, sort_keys=True)
 
 
 def remove(output: str) -> None:

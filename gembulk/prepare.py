@@ -12,6 +12,7 @@ from typing import Any
 from gembulk import jobfile
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
+from gembulk.jsonfiles import read_json
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
 from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
@@ -139,13 +140,7 @@ async def _count_shard(spec: InputSpec, shard: Shard) -> int:
 def _load_schema(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            schema = json.load(handle)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read JSON schema ({exc.strerror or exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+    schema = read_json(path, "the JSON schema", InputError)
     if not isinstance(schema, dict):
         raise InputError(f"{path}: a JSON schema must be a JSON object")
     return schema

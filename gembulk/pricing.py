@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from gembulk.errors import UsageError
+from gembulk.jsonfiles import read_json
 from gembulk.records import Usage
 
 PER_MILLION = 1_000_000
@@ -73,13 +74,7 @@ def load_prices(override_path: str | None = None) -> PriceTable:
     date, source = meta["date"], meta["source"]
     discount = float(meta.get("batch_discount", 0.5))
     if override_path is not None:
-        try:
-            with open(override_path, encoding="utf-8") as handle:
-                user = json.load(handle)
-        except OSError as exc:
-            raise UsageError(f"{override_path}: cannot read prices ({exc.strerror or exc})") from exc
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{override_path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        user = read_json(override_path, "the price table", UsageError)
         if not isinstance(user, dict):
             raise UsageError(f"{override_path}: prices must be a JSON object with a 'models' object")
         user_models, _ = _parse(user, override_path)

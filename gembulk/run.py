@@ -16,8 +16,9 @@ from typing import Any
 
 from gembulk import jobfile
 from gembulk.batch import state as batch_state
+from gembulk.batch.commands import Connection, fetch_bare
 from gembulk.batch.flow import already_fetched, batch_state_for, options_from_state
-from gembulk.batch.jobs import BatchService
+from gembulk.batch.jobs import BatchService, PollSettings
 from gembulk.budget import Budget
 from gembulk.cache import ResponseCache
 from gembulk.client import GeminiClient, GenerationSettings
@@ -337,6 +338,55 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
             f"  fetch:  gembulk batch fetch {state_file} -o {options.output}  (exit 4 until done)"
         )
     return RunResult(exit_code, stats, elapsed, error, jobs)
+
+
+async def collect(
+    target: str,
+    output: str | None,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    batch: BatchOptions,
+    fallback_online: bool | None = None,
+    keep_files: bool | None = None,
+    progress: ProgressMode = ProgressMode.AUTO,
+    quiet: bool = False,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """`batch wait|fetch TARGET`: a state file (the whole run rebuilt), or a bare job name."""
+    observer = observer or NullObserver()
+    state_file, job = batch_state.resolve_target(target, output)
+    if state_file is not None:
+        return await collect_batch(
+            state_file,
+            output,
+            api_key=api_key,
+            base_url=base_url,
+            batch=batch,
+            fallback_online=fallback_online,
+            keep_files=keep_files,
+            progress=progress,
+            quiet=quiet,
+            observer=observer,
+        )
+    assert job is not None
+    if output is None or output == "-":
+        raise UsageError(f"give -o FILE: {job} has no state file to say where its results go")
+    if not api_key:
+        raise UsageError("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key")
+    settings = PollSettings(batch.poll_interval, batch.poll_max_interval, batch.wait_timeout)
+    code, stats = await fetch_bare(
+        job,
+        output,
+        Connection(api_key=api_key, base_url=base_url),
+        observer,
+        wait=batch.mode is BatchMode.WAIT,
+        poll_settings=settings,
+        keep_files=bool(keep_files),
+    )
+    if not quiet:
+        observer.message(f"done: {stats.ok} ok, {stats.failed} failed (records carry id = key only)")
+    return RunResult(code, stats, 0.0)
 
 
 async def collect_batch(

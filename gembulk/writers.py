@@ -20,6 +20,7 @@ import aiofiles
 import aiofiles.os
 
 from gembulk.errors import InputError, OutputConflictError, UsageError
+from gembulk.jsonfiles import fsync_directory
 
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
 CSV_BASE_COLUMNS: tuple[str, ...] = (
@@ -662,15 +663,6 @@ def _record_at(source: BinaryIO, offset: int, csv_format: bool) -> bytes:
     return b"".join(parts)
 
 
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or filesystem can sync a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _rewrite(path: str, header_end: int, offsets: list[int], csv_format: bool) -> None:
     """Copy the header and the chosen records to a temp file beside path, then swap it in atomically."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -688,7 +680,7 @@ def _rewrite(path: str, header_end: int, offsets: list[int], csv_format: bool) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 async def compact(path: str, fmt: str) -> int:

@@ -6,13 +6,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from gembulk.errors import NotReadyError, StateFileError
 from gembulk.jobfile import JobIdentity
+from gembulk.jsonfiles import write_json_atomic
 
 SUFFIX = ".gembulk-batch.json"
 LOCK_SUFFIX = ".gembulk-batch.lock"
@@ -124,26 +124,8 @@ def load(path: str) -> BatchState:
 
 
 def save(path: str, state: BatchState) -> None:
-    """Write atomically (temp file, fsync, rename, fsync the directory): a reader sees the old or the new."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gembulk-batch-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state.to_json(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write atomically: a reader, a concurrent run or a crash sees the old state or the new, never half."""
+    write_json_atomic(path, state.to_json())
 
 
 def remove(path: str) -> None:
