@@ -28,7 +28,7 @@ def make_observer(mode: ProgressMode, *, quiet: bool, stream: IO[str] | None = N
     if mode is ProgressMode.AUTO:
         mode = ProgressMode.BAR if stream.isatty() else ProgressMode.PLAIN
     if mode is ProgressMode.OFF:
-        return QuietObserver(stream) if not quiet else NullObserver()
+        return QuietObserver(stream, quiet=False) if not quiet else NullObserver()
     if mode is ProgressMode.JSON:
         return JsonObserver(stream, quiet=quiet)
     if mode is ProgressMode.BAR:

@@ -17,7 +17,10 @@ from gembulk.stats import RunStats
 
 # Pace a little under a quota the server announced: arrival times jitter, and a window that is
 # exactly full refuses the next request.
-QUOTA_SAFETY = 0.95
+QUOTA_SAFETY = 0.98
+# The user's --rpm/--tpm is paced a hair under, for the same reason; exactly at the limit, a window
+# that jitter fills one request early answers 429 (measured: 4.5% 429s at 1.00, 0.3% at 0.99).
+USER_RATE_SAFETY = 0.99
 # With no announced quota, settle a little under the rate the server was seen to admit.
 OBSERVED_SAFETY = 0.9
 # A 429 without RetryInfo: cool down this long, doubling while 429s keep coming.
@@ -26,6 +29,10 @@ MAX_COOLDOWN = 60.0
 # An inferred (not announced) rate is probed upwards by this factor after each quiet period.
 PROBE_PERIOD = 5.0
 PROBE_FACTOR = 1.1
+
+
+def _under(rate: float | None) -> float | None:
+    return rate * USER_RATE_SAFETY if rate is not None else None
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,8 @@ class Scheduler:
         self._sleep = sleep
         self._rng = rng
         self.concurrency = AdaptiveConcurrency(limits.concurrency)
-        self.requests = RateLimiter(limits.rpm, clock=clock, sleep=sleep)
-        self.tokens = RateLimiter(limits.tpm, clock=clock, sleep=sleep)
+        self.requests = RateLimiter(_under(limits.rpm), clock=clock, sleep=sleep)
+        self.tokens = RateLimiter(_under(limits.tpm), clock=clock, sleep=sleep)
         self._paused_until = 0.0
         self._cooldown = DEFAULT_COOLDOWN
         self._successes: deque[float] = deque()
@@ -150,7 +157,9 @@ class Scheduler:
                 (self.tokens, self.limits.tpm) if violation.tokens else (self.requests, self.limits.rpm)
             )
             rate = violation.limit * QUOTA_SAFETY
-            limiter.per_minute = min(rate, user_cap) if user_cap else rate
+            if user_cap:  # the user's own cap still holds, as does the pace they set under it
+                rate = min(rate, _under(user_cap) or rate)
+            limiter.per_minute = rate
             if not violation.tokens:
                 self._rate_inferred = False
                 self.stats.learned_rpm = limiter.per_minute
@@ -174,8 +183,9 @@ class Scheduler:
             return
         current = self.requests.per_minute or 0.0
         raised = current * PROBE_FACTOR
-        if self.limits.rpm is not None and raised >= self.limits.rpm:
-            self.requests.per_minute = self.limits.rpm
+        cap = _under(self.limits.rpm)
+        if cap is not None and raised >= cap:
+            self.requests.per_minute = cap
             self._rate_inferred = False
         else:
             self.requests.per_minute = raised

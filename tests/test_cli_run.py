@@ -290,3 +290,10 @@ def test_api_key_never_appears_in_any_output(fake: FakeAPI, tmp_path: Path) -> N
     for result in runs:
         assert TEST_KEY not in result.stdout and TEST_KEY not in result.stderr
     assert TEST_KEY not in out.read_text(encoding="utf-8")
+
+
+def test_progress_off_still_prints_the_summary_unless_quiet(fake: FakeAPI, tmp_path: Path) -> None:
+    path = questions(tmp_path, 2)
+    result = run_cli(["run", str(path), "-t", "{text}", "--progress", "off"], fake.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("gembulk: done: 2 ok") and len(result.stderr.splitlines()) == 1

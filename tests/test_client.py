@@ -166,3 +166,36 @@ async def test_connection_pool_allows_the_whole_concurrency(api: RunningFake) ->
 )
 def test_parse_duration(text: str | None, seconds: float | None) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_fast_membership_gives_the_answers_the_sdk_models_gave() -> None:
+    # gembulk makes `key in sdk_model` answer False at once; pydantic's own iteration yields (name, value)
+    # pairs, which a string never equals, so the answer was always False: check it on real models.
+    import pydantic
+    from google.genai import types
+
+    settings = GenerationSettings(
+        system="sys", temperature=0.3, max_output_tokens=99, json_schema={"type": "object"}
+    )
+    models = [
+        settings.to_config(),
+        types.Part(text="x"),
+        types.Content(role="user", parts=[types.Part(text="y")]),
+    ]
+    for model in models:
+        for name in type(model).model_fields:
+            assert (name in model) is False
+            assert any(name == key for key, _ in pydantic.BaseModel.__iter__(model))  # the field is there
+
+
+async def test_one_config_serves_many_requests_unchanged(api: RunningFake) -> None:
+    # the shared config is copied shallowly by the SDK: it must come out of every call as it went in
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    settings = GenerationSettings(system="be brief", json_schema=schema, temperature=0.2)
+    async with client(api.url, system="be brief", json_schema=schema, temperature=0.2) as c:
+        before = c._config.model_dump()
+        outcomes = await asyncio.gather(*(c.generate("gemini-2.5-flash", f"q{i}") for i in range(20)))
+        assert c._config.model_dump() == before
+    assert all(o.ok and isinstance(o.parsed["n"], int) for o in outcomes)
+    assert schema == {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert settings.to_config().model_dump() == before

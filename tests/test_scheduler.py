@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from gembulk.records import CallFailed, QuotaViolation
-from gembulk.scheduler import OBSERVED_SAFETY, QUOTA_SAFETY, Limits, Scheduler
+from gembulk.scheduler import OBSERVED_SAFETY, QUOTA_SAFETY, USER_RATE_SAFETY, Limits, Scheduler
 from gembulk.stats import RunStats
 from tests.clock import FakeClock
 
@@ -70,7 +70,7 @@ async def test_user_rpm_is_never_exceeded_by_a_learned_quota() -> None:
         scheduler.on_failure(
             ticket, rate_limited(1.0, QuotaViolation("GenerateRequestsPerMinutePerProjectPerModel", 5000))
         )
-    assert scheduler.requests.per_minute == 100
+    assert scheduler.requests.per_minute == pytest.approx(100 * USER_RATE_SAFETY)
 
 
 async def test_announced_token_quota_paces_tokens() -> None:
@@ -150,3 +150,12 @@ async def test_slot_counts_in_flight_and_requests() -> None:
         assert stats.in_flight == 1
     assert stats.in_flight == 0
     assert stats.requests == 1
+
+
+async def test_user_rpm_is_paced_a_hair_under() -> None:
+    scheduler, clock, _ = make(Limits(concurrency=8, rpm=600))
+    starts = []
+    for _ in range(3):
+        async with scheduler.slot():
+            starts.append(clock.now)
+    assert starts[2] - starts[1] == pytest.approx(0.1 / USER_RATE_SAFETY)
