@@ -26,10 +26,12 @@ from gembulk.settings import (
     DEFAULT_TIMEOUT,
     BatchMode,
     BatchOptions,
+    CollectOptions,
     ProgressMode,
     RunOptions,
     check_positive,
     parse_size,
+    require_api_key,
     resolve_api_key,
     resolve_base_url,
 )
@@ -360,10 +362,7 @@ _QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No final summary
 def _connection(api_key: str | None, base_url: str | None):  # type: ignore[no-untyped-def]
     from gembulk.batch.commands import Connection
 
-    key = resolve_api_key(api_key)
-    if not key:
-        raise UsageError("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key")
-    return Connection(api_key=key, base_url=resolve_base_url(base_url))
+    return Connection(api_key=require_api_key(resolve_api_key(api_key)), base_url=resolve_base_url(base_url))
 
 
 @batch_app.command("status", help="Show the state of a batch job, or of every job of a state file.")
@@ -441,20 +440,16 @@ def _collect(
         poll_max_interval=max(poll_interval, poll_max_interval),
         wait_timeout=timeout,
     )
-    result = asyncio.run(
-        collect(
-            target,
-            output,
-            api_key=resolve_api_key(api_key),
-            base_url=resolve_base_url(base_url),
-            batch=options,
-            fallback_online=None if fallback is None else fallback is Fallback.ONLINE,
-            keep_files=keep_files,
-            progress=progress,
-            quiet=quiet,
-            observer=make_observer(progress, quiet=quiet),
-        )
+    how = CollectOptions(
+        api_key=resolve_api_key(api_key),
+        base_url=resolve_base_url(base_url),
+        batch=options,
+        fallback_online=None if fallback is None else fallback is Fallback.ONLINE,
+        keep_files=keep_files,
+        progress=progress,
+        quiet=quiet,
     )
+    result = asyncio.run(collect(target, output, how, make_observer(progress, quiet=quiet)))
     if result.error is not None:
         _print_error(result.error)
     raise typer.Exit(int(result.exit_code))

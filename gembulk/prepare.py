@@ -17,7 +17,7 @@ from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
 from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
 from gembulk.records import PromptRequest
-from gembulk.settings import BatchMode, RunOptions, schema_summary
+from gembulk.settings import NO_API_KEY, BatchMode, RunOptions, schema_summary
 from gembulk.shard import Shard
 from gembulk.stats import RunStats
 from gembulk.writers import ExistingOutput, RecordKey, detect_output_format, load_existing
@@ -41,9 +41,7 @@ class Prepared:
 
 async def prepare(options: RunOptions) -> Prepared:
     if not options.dry_run and not options.api_key:
-        raise UsageError(
-            "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key",
-        )
+        raise UsageError(NO_API_KEY)
     if options.batch is not None and options.batch.mode is BatchMode.DETACH and options.output == "-":
         raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
     prices = load_prices(options.prices_path)

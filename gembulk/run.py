@@ -33,7 +33,7 @@ from gembulk.prepare import Prepared, check_output_directory, prepare, request_s
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
 from gembulk.scheduler import Scheduler
-from gembulk.settings import BatchMode, BatchOptions, ProgressMode, RunOptions
+from gembulk.settings import BatchMode, CollectOptions, RunOptions, require_api_key
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
 from gembulk.writers import ExistingOutput, ResultWriter, compact, open_writer
@@ -340,86 +340,36 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
     return RunResult(exit_code, stats, elapsed, error, jobs)
 
 
-async def collect(
-    target: str,
-    output: str | None,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    batch: BatchOptions,
-    fallback_online: bool | None = None,
-    keep_files: bool | None = None,
-    progress: ProgressMode = ProgressMode.AUTO,
-    quiet: bool = False,
-    observer: RunObserver | None = None,
-) -> RunResult:
+async def collect(target: str, output: str | None, how: CollectOptions, observer: RunObserver) -> RunResult:
     """`batch wait|fetch TARGET`: a state file (the whole run rebuilt), or a bare job name."""
-    observer = observer or NullObserver()
     state_file, job = batch_state.resolve_target(target, output)
     if state_file is not None:
-        return await collect_batch(
-            state_file,
-            output,
-            api_key=api_key,
-            base_url=base_url,
-            batch=batch,
-            fallback_online=fallback_online,
-            keep_files=keep_files,
-            progress=progress,
-            quiet=quiet,
-            observer=observer,
-        )
+        return await collect_batch(state_file, output, how, observer)
     assert job is not None
     if output is None or output == "-":
         raise UsageError(f"give -o FILE: {job} has no state file to say where its results go")
-    if not api_key:
-        raise UsageError("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key")
-    settings = PollSettings(batch.poll_interval, batch.poll_max_interval, batch.wait_timeout)
+    batch = how.batch
     code, stats = await fetch_bare(
         job,
         output,
-        Connection(api_key=api_key, base_url=base_url),
+        Connection(api_key=require_api_key(how.api_key), base_url=how.base_url),
         observer,
         wait=batch.mode is BatchMode.WAIT,
-        poll_settings=settings,
-        keep_files=bool(keep_files),
+        poll_settings=PollSettings(batch.poll_interval, batch.poll_max_interval, batch.wait_timeout),
+        keep_files=bool(how.keep_files),
     )
-    if not quiet:
+    if not how.quiet:
         observer.message(f"done: {stats.ok} ok, {stats.failed} failed (records carry id = key only)")
     return RunResult(code, stats, 0.0)
 
 
 async def collect_batch(
-    state_file: str,
-    output: str | None,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    batch: BatchOptions,
-    fallback_online: bool | None = None,
-    keep_files: bool | None = None,
-    progress: ProgressMode = ProgressMode.AUTO,
-    quiet: bool = False,
-    observer: RunObserver | None = None,
+    state_file: str, output: str | None, how: CollectOptions, observer: RunObserver | None = None
 ) -> RunResult:
     """`batch wait|fetch STATEFILE`: the submitted run, rebuilt from its state file, through `_execute`."""
-    observer = observer or NullObserver()
-    if not api_key:
-        raise UsageError("no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key")
+    require_api_key(how.api_key)
     state = batch_state.load(state_file)
     target = output or state.output
     if target == "-":
         raise UsageError("this batch was submitted for stdout; give -o FILE to fetch it")
-    options = options_from_state(
-        state,
-        state_file,
-        target,
-        api_key=api_key,
-        base_url=base_url,
-        batch=batch,
-        fallback_online=fallback_online,
-        keep_files=keep_files,
-        progress=progress,
-        quiet=quiet,
-    )
-    return await run_job(options, observer)
+    return await run_job(options_from_state(state, state_file, target, how), observer)

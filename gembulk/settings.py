@@ -100,6 +100,28 @@ class RunOptions:
         return self.fanout or (self.model,)
 
 
+@dataclass(frozen=True)
+class CollectOptions:
+    """`batch wait|fetch`: how to reach the API, how to poll, and overrides of what the submission said."""
+
+    api_key: str | None
+    base_url: str | None
+    batch: BatchOptions
+    fallback_online: bool | None = None  # None: as the submitting run said
+    keep_files: bool | None = None  # None: as the submitting run said
+    progress: ProgressMode = ProgressMode.AUTO
+    quiet: bool = False
+
+
+NO_API_KEY = "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key"
+
+
+def require_api_key(key: str | None) -> str:
+    if not key:
+        raise UsageError(NO_API_KEY)
+    return key
+
+
 def resolve_api_key(explicit: str | None, env: Mapping[str, str] = os.environ) -> str | None:
     """--api-key, then GEMINI_API_KEY, then GOOGLE_API_KEY (whitespace stripped, as the SDK does)."""
     for value in (explicit, env.get("GEMINI_API_KEY"), env.get("GOOGLE_API_KEY")):

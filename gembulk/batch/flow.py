@@ -15,7 +15,7 @@ from gembulk.observer import RunObserver
 from gembulk.prepare import Prepared
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
-from gembulk.settings import BatchMode, BatchOptions, ProgressMode, RunOptions
+from gembulk.settings import BatchMode, CollectOptions, RunOptions
 from gembulk.stats import RunResult, RunStats
 from gembulk.writers import detect_output_format, load_existing
 
@@ -108,17 +108,7 @@ def batch_state_for(
 
 
 def options_from_state(
-    state: BatchState,
-    state_file: str,
-    output: str | None,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    batch: BatchOptions,
-    fallback_online: bool | None = None,
-    keep_files: bool | None = None,
-    progress: ProgressMode = ProgressMode.AUTO,
-    quiet: bool = False,
+    state: BatchState, state_file: str, output: str | None, how: CollectOptions
 ) -> RunOptions:
     """The run a state file describes, collecting into OUT (default: the output it was submitted for)."""
     output = output or state.output
@@ -142,15 +132,15 @@ def options_from_state(
         limits=Limits(concurrency=int(online["concurrency"]), rpm=online.get("rpm"), tpm=online.get("tpm")),
         retry=RetryPolicy(max_attempts=int(online["max_attempts"]), max_time=float(online["max_retry_time"])),
         timeout=online.get("timeout"),
-        api_key=api_key,
-        base_url=base_url,
-        progress=progress,
-        quiet=quiet,
+        api_key=how.api_key,
+        base_url=how.base_url,
+        progress=how.progress,
+        quiet=how.quiet,
         batch=replace(
-            batch,
+            how.batch,
             state_path=state_file,
-            fallback_online=state.fallback_online if fallback_online is None else fallback_online,
-            keep_files=state.keep_files if keep_files is None else keep_files,
+            fallback_online=state.fallback_online if how.fallback_online is None else how.fallback_online,
+            keep_files=state.keep_files if how.keep_files is None else how.keep_files,
         ),
     )
 
