@@ -429,3 +429,19 @@ def test_missing_corrupt_and_foreign_state_files_exit_2(fake: FakeAPI, tmp_path:
     unknown_job = run_cli(["batch", "fetch", "batches/nosuchjob", "-o", str(out)], fake.url)
     assert unknown_job.returncode == 2 and "does not list batches/nosuchjob" in unknown_job.stderr
     assert not out.exists()
+
+
+def test_api_key_never_reaches_the_state_file_or_any_output(fake: FakeAPI, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    path = make_input(tmp_path, 3)
+    submit = run_cli(
+        ["run", str(path), "-t", "{text}", "-o", str(out), "--batch", "--detach", *POLL], fake.url
+    )
+    assert submit.returncode == 0, submit.stderr
+    state_file = Path(str(out) + ".gembulk-batch.json")
+    fetched = fetch_until_done(["batch", "fetch", str(state_file), "-o", str(out)], fake)
+    status = run_cli(["batch", "status", str(state_file), "--json"], fake.url)
+    for text in (submit.stdout, submit.stderr, fetched.stdout, fetched.stderr, status.stdout, status.stderr):
+        assert TEST_KEY not in text
+    for written in tmp_path.iterdir():
+        assert TEST_KEY not in written.read_text(encoding="utf-8", errors="replace"), written.name
