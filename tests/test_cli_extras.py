@@ -235,3 +235,10 @@ def test_fan_out_is_refused_with_batch(fake: FakeAPI, tmp_path: Path) -> None:
         fake.url,
     )
     assert result.returncode == 2 and "--batch" in result.stderr
+
+
+def test_cache_with_detach_is_refused_rather_than_ignored(fake: FakeAPI, tmp_path: Path) -> None:
+    args = ["run", str(make_input(tmp_path, 2)), "-t", "{text}", "-o", str(tmp_path / "o.jsonl")]
+    result = run_cli([*args, "--batch", "--detach", "--cache", str(tmp_path / "c.sqlite")], fake.url)
+    assert result.returncode == 2 and "--detach" in result.stderr
+    assert fake.stats()["files_uploaded"] == 0
