@@ -196,12 +196,14 @@ async def pending_requests(
         async for row in source.rows():
             if options.shard is not None and not options.shard.owns(row.id):
                 continue
-            prompt = prepared.template.render(row.fields)
+            prompt = None  # rendered only for a row that still has work: a resumed run skips most
             for model in options.models:
                 if (row.id, model) in done:
                     if stats is not None:
                         stats.skipped += 1
                     continue
+                if prompt is None:
+                    prompt = prepared.template.render(row.fields)
                 yield PromptRequest(row=row, prompt=prompt, model=model)
     finally:
         await source.aclose()
