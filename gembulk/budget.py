@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gembulk.client import estimate_tokens
+from gembulk.client import MEDIA_TOKENS, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.pricing import PriceTable
 from gembulk.records import Usage
@@ -41,9 +41,9 @@ class Budget:
             return int(min(mean, self._max_output) if self._max_output else mean) + 1
         return self._max_output or DEFAULT_OUTPUT_GUESS
 
-    def estimate(self, model: str, prompt: str) -> float:
+    def estimate(self, model: str, prompt: str, media_parts: int = 0) -> float:
         guess = Usage(
-            prompt_tokens=estimate_tokens(prompt) + self._system_tokens,
+            prompt_tokens=estimate_tokens(prompt) + self._system_tokens + media_parts * MEDIA_TOKENS,
             output_tokens=self._expected_output(),
             thoughts_tokens=0,
         )

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from gembulk.errors import UsageError
@@ -21,10 +22,14 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def cache_key(model: str, request: dict[str, Any]) -> str:
-    """The full request decides a hit: model, contents, system instruction and generation config."""
+def cache_key(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> str:
+    """The full request decides a hit: model, contents, system instruction and generation config, and
+    each attachment's identity (a local file's content hash, a URL, a files/… name)."""
+    keyed: dict[str, Any] = {"model": model.removeprefix("models/"), "request": request}
+    if attachments:  # absent otherwise, so the keys of prompt-only requests stay as they were
+        keyed["attachments"] = list(attachments)
     canonical = json.dumps(
-        {"model": model.removeprefix("models/"), "request": request},
+        keyed,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -235,6 +235,29 @@ def run(
         str | None,
         typer.Option("--prices", help="JSON price table layered over the shipped one (see README)."),
     ] = None,
+    attach: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attach",
+            metavar="COLUMN",
+            help="Column whose values are media to send with the prompt: a local path, an http(s) URL or "
+            "a files/… name. Repeatable.",
+        ),
+    ] = None,
+    inline_limit: Annotated[
+        str,
+        typer.Option(
+            "--inline-limit",
+            help="Attachment bytes sent inline per request; larger ones are uploaded through the Files API.",
+        ),
+    ] = "14MiB",
+    downloads: Annotated[
+        int | None,
+        typer.Option(
+            "--downloads",
+            help="URL attachments downloaded at once, ahead of the requests (default: as many as -c).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
@@ -272,6 +295,7 @@ def run(
     check_positive("--max-attempts", max_attempts)
     check_positive("--timeout", timeout)
     check_positive("--max-cost", max_cost)
+    check_positive("--downloads", downloads)
     models = tuple(dict.fromkeys(model or [DEFAULT_MODEL]))  # repeated -m, duplicates dropped, order kept
     options = RunOptions(
         cache_path=cache,
@@ -302,6 +326,9 @@ def run(
         dry_run=dry_run,
         overwrite=overwrite,
         batch=batch_options,
+        attach=tuple(dict.fromkeys(attach or ())),
+        inline_limit=parse_size("--inline-limit", inline_limit, allow_zero=True),
+        downloads=downloads or concurrency,
     )
     observer = make_observer(progress, quiet=quiet)
     result = asyncio.run(run_job(options, observer))

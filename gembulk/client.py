@@ -4,9 +4,11 @@ and makes the Files and Batch API calls the batch executor needs."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -16,7 +18,7 @@ import pydantic
 from google.genai import Client, _common, errors, types
 from google.genai import models as _sdk_models
 
-from gembulk.records import CallFailed, Outcome, QuotaViolation, RowError, Usage
+from gembulk.records import CallFailed, MediaPart, Outcome, QuotaViolation, RowError, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,11 @@ class GenerationSettings:
             automatic_continuation=False,
         )
 
-    def to_request_json(self, prompt: str) -> dict[str, Any]:
+    def to_request_json(self, prompt: str, media: Sequence[MediaPart] = ()) -> dict[str, Any]:
         """The same request as a GenerateContentRequest in proto-JSON (for Batch API input lines)."""
-        request: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+        parts = [_media_json(part) for part in media]
+        parts.append({"text": prompt})
+        request: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
         if self.system:
             request["systemInstruction"] = {"role": "user", "parts": [{"text": self.system}]}
         generation: dict[str, Any] = {}
@@ -66,6 +70,38 @@ class GenerationSettings:
         if generation:
             request["generationConfig"] = generation
         return request
+
+
+def _media_json(part: MediaPart) -> dict[str, Any]:
+    if part.file_uri is not None:
+        return {"fileData": {"mimeType": part.mime_type, "fileUri": part.file_uri}}
+    assert part.data is not None
+    return {"inlineData": {"mimeType": part.mime_type, "data": base64.b64encode(part.data).decode()}}
+
+
+def _contents(prompt: str, media: Sequence[MediaPart]) -> str | list[types.Content]:
+    """The SDK contents: the bare prompt string (the common, cheapest case), or media parts then text.
+
+    Media come before the text, as Google's prompting guide advises for a prompt about an image.
+    """
+    if not media:
+        return prompt
+    parts = [
+        types.Part(file_data=types.FileData(file_uri=m.file_uri, mime_type=m.mime_type))
+        if m.file_uri is not None
+        else types.Part(inline_data=types.Blob(data=m.data, mime_type=m.mime_type))
+        for m in media
+    ]
+    parts.append(types.Part(text=prompt))
+    return [types.Content(role="user", parts=parts)]
+
+
+@dataclass(frozen=True)
+class UploadedMedia:
+    """A file the Files API holds, ready to reference: its name ("files/…") and the part that uses it."""
+
+    file_name: str
+    part: MediaPart
 
 
 class _SharedConfig(types.GenerateContentConfig):
@@ -95,6 +131,10 @@ def _fast_membership() -> None:
 
 
 _fast_membership()
+
+
+# Tokens one image costs (Gemini's count for an image up to 384 px): the estimate used for any medium.
+MEDIA_TOKENS = 258
 
 
 def estimate_tokens(text: str) -> int:
@@ -151,12 +191,12 @@ class GeminiClient:
         assert self._client is not None, "use GeminiClient as an async context manager"
         return self._client.aio
 
-    async def generate(self, model: str, prompt: str) -> Outcome:
+    async def generate(self, model: str, prompt: str, media: Sequence[MediaPart] = ()) -> Outcome:
         """One generateContent call. Returns the outcome of an answer; raises CallFailed without one."""
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self.aio.models.generate_content(
-                    model=model, contents=prompt, config=self._config
+                    model=model, contents=_contents(prompt, media), config=self._config
                 )
         except Exception as exc:
             translated = self.translate(exc)
@@ -180,6 +220,43 @@ class GeminiClient:
         if not uploaded.name:
             raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
         return str(uploaded.name)
+
+    async def upload_media(self, source: str | bytes, mime_type: str, display_name: str) -> UploadedMedia:
+        """Upload an attachment (a path, or bytes in memory) and wait until the file can be used.
+
+        Video and some audio come back PROCESSING; a request that names such a file too early is
+        refused, so the file is polled (1 s, growing to 10 s) within the client's timeout.
+        """
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name[:512])
+        file = io.BytesIO(source) if isinstance(source, bytes) else source
+        try:
+            uploaded = await self._sdk(self.aio.files.upload(file=file, config=config), timeout=None)
+        except (ValueError, KeyError) as exc:
+            raise CallFailed("UPLOAD_FAILED", self._scrub(f"upload failed: {exc}"), transport=True) from exc
+        name = str(uploaded.name or "")
+        delay = 1.0
+        try:
+            async with asyncio.timeout(self._timeout):
+                while uploaded.state == types.FileState.PROCESSING:
+                    await asyncio.sleep(delay)
+                    delay = min(10.0, delay * 1.5)
+                    uploaded = await self._sdk(self.aio.files.get(name=name))
+        except TimeoutError:
+            raise CallFailed(
+                "DEADLINE_EXCEEDED", f"{name} was still PROCESSING after {self._timeout:g} s"
+            ) from None
+        if uploaded.state == types.FileState.FAILED:
+            raise CallFailed("FILE_PROCESSING_FAILED", f"the Files API could not process {name}")
+        if not name or not uploaded.uri:
+            raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
+        return UploadedMedia(name, MediaPart(uploaded.mime_type or mime_type, file_uri=uploaded.uri))
+
+    async def media_file(self, name: str) -> UploadedMedia:
+        """An existing "files/…" name as a part: its URI and media type, from files.get."""
+        found = await self._sdk(self.aio.files.get(name=name))
+        if found.state == types.FileState.FAILED or not found.uri or not found.mime_type:
+            raise CallFailed("FILE_NOT_USABLE", f"{name} is {_enum_name(found.state)} with no usable URI")
+        return UploadedMedia(str(found.name or name), MediaPart(found.mime_type, file_uri=found.uri))
 
     async def create_batch(self, model: str, file_name: str, *, display_name: str) -> str:
         """Create a batch job over an uploaded JSONL file; returns the job name "batches/…"."""

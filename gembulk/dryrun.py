@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from gembulk.client import GeminiClient, estimate_tokens
+from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.observer import RunObserver
 from gembulk.prepare import Prepared, pending_requests
@@ -24,14 +24,17 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
     to_send = 0
     characters = 0
     per_model = dict.fromkeys(options.models, 0)
+    attachments = 0
     async for request in pending_requests(prepared, options, done, None):
         to_send += 1
         per_model[request.model] += 1
         characters += len(request.prompt)
+        attachments += len(request.attachments)
         if len(sample) < TOKEN_SAMPLE:
             sample.append(request.prompt)
         if to_send <= DRY_RUN_SAMPLES:
-            observer.message(f"--- row {request.id} ({request.model}) ---\n{request.prompt}")
+            media = "".join(f"\n[attached: {a.value}]" for a in request.attachments)
+            observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{request.prompt}")
     name = prepared.spec.display_name or prepared.spec.path
     observer.message(
         f"dry run: {prepared.total} rows in {name}, {to_send} to send, "
@@ -39,6 +42,12 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
     )
     if to_send:
         estimate = await _estimate_tokens(options, sample, to_send, characters)
+        if attachments:
+            estimate = TokenEstimate(
+                estimate.input_tokens + attachments * MEDIA_TOKENS,
+                f"{estimate.how}; plus {attachments:,} attachments at ~{MEDIA_TOKENS} tokens each, an "
+                "image's count (audio, video and long PDFs cost more)",
+            )
         for model, rows in per_model.items():
             share = TokenEstimate(round(estimate.input_tokens * rows / to_send), estimate.how)
             prefix = f"{model}: " if len(per_model) > 1 else ""

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gembulk import jobfile
+from gembulk.attachments import AttachSpec, LocalFileCheck, check_columns
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
 from gembulk.jsonfiles import read_json
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
 from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
-from gembulk.records import PromptRequest
+from gembulk.records import Attachment, PromptRequest
 from gembulk.settings import NO_API_KEY, BatchMode, RunOptions, schema_summary
 from gembulk.shard import Shard
 from gembulk.stats import RunStats
@@ -37,6 +38,7 @@ class Prepared:
     spool: str | None  # temporary copy of stdin, deleted at the end
     prices: PriceTable
     total: int  # records this run is about: rows (of its --shard) times models
+    attach: AttachSpec | None = None  # --attach columns, and where relative paths are looked up
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -85,20 +87,25 @@ async def prepare(options: RunOptions) -> Prepared:
             spec.display_name or spec.path,
         )
         scan = await scan_input(spec, template.fields)
+        attach = None
+        if options.attach:
+            attach = AttachSpec.for_input(options.attach, None if options.input == "-" else options.input)
+            check_columns(attach, scan.columns, fmt, spec.name)
+            await _check_local_files(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
+        generation: dict[str, Any] = {
+            "temperature": options.generation.temperature,
+            "max_output_tokens": options.generation.max_output_tokens,
+            "schema": schema_summary(schema),
+        }
+        if options.attach:  # only when used, so outputs written before --attach existed still match
+            generation["attach"] = list(options.attach)
         identity = jobfile.JobIdentity(
             input=_input_identity(options, scan),
             template=template.source,
             model=",".join(options.models),
             system=options.generation.system,
-            generation=json.dumps(
-                {
-                    "temperature": options.generation.temperature,
-                    "max_output_tokens": options.generation.max_output_tokens,
-                    "schema": schema_summary(schema),
-                },
-                sort_keys=True,
-            ),
+            generation=json.dumps(generation, sort_keys=True),
             id_column=scan.id_column,
             shard=str(options.shard) if options.shard else None,
         )
@@ -110,7 +117,9 @@ async def prepare(options: RunOptions) -> Prepared:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spool)
         raise
-    return Prepared(spec, scan, template, schema, output_format, existing, identity, spool, prices, total)
+    return Prepared(
+        spec, scan, template, schema, output_format, existing, identity, spool, prices, total, attach
+    )
 
 
 def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
@@ -124,6 +133,19 @@ def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
             f"--max-cost: no price is known for {', '.join(unpriced)}",
             hint="pass --prices FILE with its input and output prices (USD per million tokens)",
         )
+
+
+async def _check_local_files(spec: InputSpec, attach: AttachSpec, options: RunOptions) -> None:
+    """Every local attachment must exist (and have a known type) before anything is sent."""
+    check = LocalFileCheck(spec.name)
+    source = await open_input(spec, check_unique_ids=False)
+    try:
+        async for row in source.rows():
+            if options.shard is None or options.shard.owns(row.id):
+                check.check(row, attach.of(row))
+    finally:
+        await source.aclose()
+    check.raise_if_any()
 
 
 async def _count_shard(spec: InputSpec, shard: Shard) -> int:
@@ -197,6 +219,7 @@ async def pending_requests(
             if options.shard is not None and not options.shard.owns(row.id):
                 continue
             prompt = None  # rendered only for a row that still has work: a resumed run skips most
+            attachments: tuple[Attachment, ...] = ()
             for model in options.models:
                 if (row.id, model) in done:
                     if stats is not None:
@@ -204,6 +227,7 @@ async def pending_requests(
                     continue
                 if prompt is None:
                     prompt = prepared.template.render(row.fields)
-                yield PromptRequest(row=row, prompt=prompt, model=model)
+                    attachments = prepared.attach.of(row) if prepared.attach is not None else ()
+                yield PromptRequest(row=row, prompt=prompt, model=model, attachments=attachments)
     finally:
         await source.aclose()

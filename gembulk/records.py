@@ -17,12 +17,40 @@ class InputRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """One media reference from an `--attach` column, as the row gave it (nothing read or fetched yet)."""
+
+    kind: str  # "path" (a local file), "url" (http or https) or "file" (a Files API name, "files/…")
+    value: str  # the absolute path, the URL or the file name
+    column: str
+    mime_type: str | None = None  # from the extension; a URL's answer may tell better
+
+    def describe(self) -> str:
+        return f"{self.column} {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    """An attachment ready to send: inline bytes, or the URI of a file the Files API holds."""
+
+    mime_type: str
+    data: bytes | None = None
+    file_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRequest:
-    """A rendered prompt ready to be sent: the text plus the row it came from."""
+    """A rendered prompt ready to be sent: the text plus the row it came from.
+
+    `attachments` are the row's media references; the media stage turns them into `media` parts
+    just before the request is sent, so bytes are held only while a request is in flight.
+    """
 
     row: InputRow
     prompt: str
     model: str
+    attachments: tuple[Attachment, ...] = ()
+    media: tuple[MediaPart, ...] = ()
 
     @property
     def id(self) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,7 @@ from gembulk.executors import Executor
 from gembulk.executors.batch import BatchExecutor
 from gembulk.executors.cached import CachedExecutor
 from gembulk.executors.online import OnlineExecutor
+from gembulk.media import MediaResolver
 from gembulk.observer import NullObserver, RunObserver
 from gembulk.prepare import Prepared, check_output_directory, prepare, request_source
 from gembulk.records import Outcome, PromptRequest, build_record
@@ -161,8 +163,8 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     interrupted = False
     executor: Executor | None = None
     try:
-        async with _client(options, prepared) as client:
-            executor = _make_executor(options, prepared, client, stats, observer)
+        async with _client(options, prepared) as client, _media(options, prepared, client, observer) as media:
+            executor = _make_executor(options, prepared, client, stats, observer, media)
             runner = _with_cache(executor, options, client, stats)
             task = asyncio.create_task(runner.run(request_source(prepared, options, done, stats), emit))
             with stop.installed():
@@ -176,7 +178,7 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
                     await _finalize_output(options, prepared, existing, written)
                 await executor.output_saved()
     except* GembulkError as group:
-        error = group.exceptions[0]  # type: ignore[assignment]
+        error = first_error(group)
     finally:
         await output.aclose()
     elapsed = time.monotonic() - started
@@ -206,13 +208,47 @@ def _client(options: RunOptions, prepared: Prepared) -> GeminiClient:
     )
 
 
+@contextlib.asynccontextmanager
+async def _media(
+    options: RunOptions, prepared: Prepared, client: GeminiClient, observer: RunObserver
+) -> AsyncIterator[MediaResolver | None]:
+    """The media stage of a run with --attach. Online runs delete their uploads when they end; a batch
+    run's uploads are referenced by its jobs, so the batch executor deletes them after the fetch."""
+    if prepared.attach is None:
+        yield None
+        return
+    batch = options.batch is not None
+    resolver = MediaResolver(
+        client,
+        options.retry,
+        inline_limit=0 if batch else options.inline_limit,  # batch lines can only reference files
+        downloads=options.downloads,
+        timeout=options.timeout,
+        scratch_dir=os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None,
+    )
+    async with resolver:
+        try:
+            yield resolver
+        finally:
+            if not batch:
+                await resolver.delete_uploads(observer.message)
+
+
 def _make_executor(
-    options: RunOptions, prepared: Prepared, client: GeminiClient, stats: RunStats, observer: RunObserver
+    options: RunOptions,
+    prepared: Prepared,
+    client: GeminiClient,
+    stats: RunStats,
+    observer: RunObserver,
+    media: MediaResolver | None = None,
 ) -> Executor:
     """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch)."""
 
-    def online() -> OnlineExecutor:
-        return OnlineExecutor(client, Scheduler(options.limits, stats), options.retry, stats)
+    def online(budget: Budget | None = None) -> OnlineExecutor:
+        scheduler = Scheduler(options.limits, stats)
+        return OnlineExecutor(
+            client, scheduler, options.retry, stats, budget, media=media, media_window=options.downloads
+        )
 
     if options.batch is None and options.max_cost is not None:
         budget = Budget(
@@ -221,7 +257,7 @@ def _make_executor(
             system=options.generation.system,
             max_output_tokens=options.generation.max_output_tokens,
         )
-        return OnlineExecutor(client, Scheduler(options.limits, stats), options.retry, stats, budget)
+        return online(budget)
 
     if options.batch is None:
         return online()
@@ -239,6 +275,8 @@ def _make_executor(
         observer=observer,
         online=online,
         stdin_spool=prepared.spool,
+        media=media,
+        media_window=options.downloads,
     )
 
 
@@ -298,6 +336,15 @@ def _resume_hint(options: RunOptions, stats: RunStats, executor: Executor | None
     )
 
 
+def first_error(group: BaseExceptionGroup[GembulkError]) -> GembulkError:
+    """The first GembulkError of a (possibly nested) task-group failure."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, GembulkError)
+    return first
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """Map an exception escaping run_job to an exit code (GembulkError knows its own)."""
     return exc.exit_code if isinstance(exc, GembulkError) else ExitCode.USAGE
@@ -313,8 +360,8 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
     interrupted = False
     executor: BatchExecutor | None = None
     try:
-        async with _client(options, prepared) as client:
-            made = _make_executor(options, prepared, client, stats, observer)
+        async with _client(options, prepared) as client, _media(options, prepared, client, observer) as media:
+            made = _make_executor(options, prepared, client, stats, observer, media)
             assert isinstance(made, BatchExecutor)
             executor = made
             source = request_source(prepared, options, done, stats)
@@ -322,7 +369,7 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
     except* GembulkError as group:
-        error = group.exceptions[0]  # type: ignore[assignment]
+        error = first_error(group)
     elapsed = time.monotonic() - started
     jobs = tuple(executor.state.job_names) if executor is not None else ()
     exit_code = _exit_code(stats, interrupted, error)

@@ -94,6 +94,9 @@ class RunOptions:
     max_cost: float | None = None  # --max-cost USD: stop dispatching before the spend passes it
     prices_path: str | None = None  # --prices: a JSON price table layered over the shipped one
     fanout: tuple[str, ...] = ()  # several -m: every row runs on each of these models (model is the first)
+    attach: tuple[str, ...] = ()  # --attach: columns whose values are media (path, URL or files/… name)
+    inline_limit: int = 14 * 1024 * 1024  # --inline-limit: attachment bytes sent inline in one request
+    downloads: int = 32  # --downloads: attachments fetched at once, ahead of the workers (default: -c)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -152,20 +155,32 @@ def schema_summary(schema: dict[str, Any] | None) -> str | None:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
 
 
-def parse_size(name: str, text: str) -> int:
-    """A byte count such as 1900000000, 500MB or 1.9G (decimal units)."""
+def parse_size(name: str, text: str, *, allow_zero: bool = False) -> int:
+    """A byte count such as 1900000000, 500MB, 1.9G (decimal units) or 14MiB (binary units)."""
     cleaned = text.strip().lower()
-    number = cleaned.rstrip("kmgb")
+    number = cleaned.rstrip("kmgib")
     unit = cleaned[len(number) :]
     try:
         value = float(number) * _SIZE_UNITS[unit]
     except (KeyError, ValueError):
         raise UsageError(
-            f"{name}: expected a size such as 1900000000, 500MB or 1.9GB, got {text!r}"
+            f"{name}: expected a size such as 1900000000, 500MB, 1.9GB or 14MiB, got {text!r}"
         ) from None
-    if value < 1:
-        raise UsageError(f"{name} must be at least 1 byte, got {text!r}")
+    if value < (0 if allow_zero else 1):
+        raise UsageError(f"{name} must be at least {0 if allow_zero else 1} byte, got {text!r}")
     return int(value)

@@ -106,6 +106,10 @@ def test_control_endpoints() -> None:
             "batches_created",
             "files_uploaded",
             "uploaded_bytes",
+            "inline_parts",
+            "inline_bytes",
+            "file_parts",
+            "media_sha256",
             "keys_seen",
         }
         assert stats["requests_by_status"] == {"200": 3}

@@ -33,7 +33,7 @@ def request_line(request: PromptRequest, settings: GenerationSettings) -> bytes:
 
     The key is the row id (ids are unique), so results are matched by key, never by position.
     """
-    line = {"key": request.id, "request": settings.to_request_json(request.prompt)}
+    line = {"key": request.id, "request": settings.to_request_json(request.prompt, request.media)}
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
@@ -55,7 +55,7 @@ class LineEncoder:
         self._pieces = (pieces[0], pieces[1]) if len(pieces) == 2 else None
 
     def line(self, request: PromptRequest) -> bytes:
-        if self._pieces is None:
+        if self._pieces is None or request.media:
             return request_line(request, self._settings)
         head, tail = self._pieces
         key, prompt = encode_basestring(request.id), encode_basestring(request.prompt)

@@ -49,7 +49,9 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
             "max_attempts": options.retry.max_attempts,
             "max_retry_time": options.retry.max_time,
             "timeout": options.timeout,
+            "downloads": options.downloads,
         },
+        attach=options.attach,
         fallback_online=options.batch.fallback_online,
         keep_files=options.batch.keep_files,
         submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -132,6 +134,8 @@ def options_from_state(
         limits=Limits(concurrency=int(online["concurrency"]), rpm=online.get("rpm"), tpm=online.get("tpm")),
         retry=RetryPolicy(max_attempts=int(online["max_attempts"]), max_time=float(online["max_retry_time"])),
         timeout=online.get("timeout"),
+        attach=tuple(state.attach),
+        downloads=int(online.get("downloads") or 16),
         api_key=how.api_key,
         base_url=how.base_url,
         progress=how.progress,
@@ -176,7 +180,7 @@ async def delete_leftover_files(
         api_key=api_key, base_url=base_url, max_connections=4, timeout=60.0, settings=GenerationSettings()
     ) as client:
         service = BatchService(client, RetryPolicy(max_attempts=3))
-        files = [job.input_file for job in state.jobs]
+        files = [job.input_file for job in state.jobs] + list(state.media_files)
         for name in state.job_names:
             try:
                 status = await service.status(name)

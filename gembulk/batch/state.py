@@ -66,6 +66,10 @@ class BatchState:
     submitted: str = ""  # when the submission started (UTC, RFC 3339)
     fetched: bool = False  # OUT holds every row of these jobs
     files_deleted: bool = False  # uploaded inputs and result files deleted after the fetch
+    attach: tuple[str, ...] = ()  # --attach columns of the run
+    media_files: tuple[str, ...] = ()  # attachments uploaded for the jobs' lines: deleted after the fetch
+    media_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # row id -> error of rows
+    # whose attachments could not be had (a failing URL): left out of the jobs, written as failed rows
     version: int = field(default=VERSION)
 
     @property
@@ -93,6 +97,8 @@ class BatchState:
         values = {k: v for k, v in data.items() if k in known}
         values["identity"] = JobIdentity(**data["identity"])
         values["jobs"] = tuple(JobRef(**job) for job in data.get("jobs") or ())
+        values["attach"] = tuple(data.get("attach") or ())
+        values["media_files"] = tuple(data.get("media_files") or ())
         state = cls(**values)
         for job in state.jobs:
             if job.name is not None and not job.name.startswith(JOB_PREFIX):

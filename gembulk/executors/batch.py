@@ -31,8 +31,10 @@ from gembulk.batch.state import BatchState, JobRef
 from gembulk.client import GenerationSettings
 from gembulk.errors import GembulkError
 from gembulk.executors import Emit, Executor, RequestSource
+from gembulk.executors.online import fatal_error
+from gembulk.media import MediaResolver, resolve_in_order
 from gembulk.observer import RunObserver
-from gembulk.records import Outcome, PromptRequest
+from gembulk.records import CallFailed, Outcome, PromptRequest, RowError
 from gembulk.settings import BatchMode, BatchOptions
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,11 @@ class BatchExecutor:
         observer: RunObserver,
         online: Callable[[], Executor] | None = None,
         stdin_spool: str | None = None,
+        media: MediaResolver | None = None,
+        media_window: int = 16,
     ) -> None:
+        self._media = media
+        self._media_window = media_window
         self._service = service
         self._options = options
         self._state = state
@@ -104,16 +110,24 @@ class BatchExecutor:
     async def submit(self, requests: RequestSource) -> None:
         """Build, upload and create whatever is not submitted yet, saving the state file at each step."""
         if not self._state.jobs:
+            failures: dict[str, dict[str, object]] = {}
             with self._scratch() as scratch:
-                parts = await build_parts(
-                    requests(),
-                    self._settings,
-                    scratch,
-                    max_rows=self._options.max_rows,
-                    max_bytes=self._options.max_bytes,
-                    stopping=self._stopping.is_set,
-                )
+                try:
+                    parts = await build_parts(
+                        self._with_media(requests(), failures),
+                        self._settings,
+                        scratch,
+                        max_rows=self._options.max_rows,
+                        max_bytes=self._options.max_bytes,
+                        stopping=self._stopping.is_set,
+                    )
+                except BaseException:
+                    await self._delete_media()
+                    raise
+                if failures:  # kept in memory too: a run whose every row failed has no job to save
+                    self._state = replace(self._state, media_failures=failures)
                 if not parts or self._stopping.is_set():
+                    await self._delete_media()
                     return
                 self._keep_stdin_copy()
                 rows = sum(p.rows for p in parts)
@@ -123,9 +137,33 @@ class BatchExecutor:
                 )
                 jobs = await self._upload(parts)
                 if jobs is None:
+                    await self._delete_media()
                     return
-            self._save(replace(self._state, jobs=tuple(jobs)))
+            media_files = tuple(self._media.uploaded) if self._media is not None else ()
+            self._save(replace(self._state, jobs=tuple(jobs), media_files=media_files))
         await self._create_jobs()
+
+    async def _with_media(
+        self, requests: AsyncIterator[PromptRequest], failures: dict[str, dict[str, object]]
+    ) -> AsyncIterator[PromptRequest]:
+        """The requests with their attachments uploaded (batch lines can only reference files); a row
+        whose media cannot be had is left out of the jobs and remembered as a failed row."""
+        if self._media is None:
+            async for request in requests:
+                yield request
+            return
+        try:
+            async for request, resolved in resolve_in_order(requests, self._media, self._media_window):
+                if isinstance(resolved, RowError):
+                    failures[request.id] = resolved.to_json()
+                else:
+                    yield resolved
+        except CallFailed as failure:
+            raise fatal_error(failure) from failure
+
+    async def _delete_media(self) -> None:
+        if self._media is not None:
+            await self._media.delete_uploads(self._observer.message)
 
     async def _upload(self, parts: list[Part]) -> list[JobRef] | None:
         prefix = self._display_prefix()
@@ -164,7 +202,7 @@ class BatchExecutor:
             self._observer.phase(f"created {name} for {job.rows} rows")
 
     async def _abandon_uploads(self) -> None:
-        await self._delete([job.input_file for job in self._state.jobs])
+        await self._delete([job.input_file for job in self._state.jobs] + list(self._state.media_files))
         self._state = replace(self._state, jobs=())
         if self._state_file is not None:
             batch_state.remove(self._state_file)
@@ -206,14 +244,16 @@ class BatchExecutor:
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         await self.submit(requests)
         names = self._state.job_names
-        if self._stopping.is_set() or not names:
+        if self._stopping.is_set() or not (names or self._state.media_failures):
             return
         settings = PollSettings(
             self._options.poll_interval, self._options.poll_max_interval, self._options.wait_timeout
         )
         wait = self._options.mode is not BatchMode.FETCH
-        statuses = await poll(
-            self._service, names, settings, self._observer, wait=wait, stopping=self._stopping
+        statuses = (
+            await poll(self._service, names, settings, self._observer, wait=wait, stopping=self._stopping)
+            if names
+            else {}  # every row failed for its attachments: nothing was submitted
         )
         if statuses is None:
             return
@@ -233,10 +273,15 @@ class BatchExecutor:
         cursor = _ResultCursor(
             self._state.jobs, self._statuses, self._service, scratch, self._observer, self._parse_json
         )
+        failures = self._state.media_failures
         try:
             async for request in requests():
                 if self._stopping.is_set():
                     break
+                if request.id in failures:
+                    error = RowError(**failures[request.id])
+                    await emit(request, _tagged(Outcome(text=None, error=error), "batch"))
+                    continue
                 result = await cursor.result_for(request)
                 if result.retry_online and self._online is not None and self._options.fallback_online:
                     fallback.add(request.id)
@@ -271,7 +316,7 @@ class BatchExecutor:
             batch_state.remove(self._state.stdin_copy)
         if self._options.keep_files:
             return
-        files = [job.input_file for job in self._state.jobs]
+        files = [job.input_file for job in self._state.jobs] + list(self._state.media_files)
         files += [s.results_file for s in self._statuses.values() if s.results_file]
         if await self._delete(files):
             self._save(replace(self._state, files_deleted=True))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+from gembulk.attachments import identity
 from gembulk.cache import ResponseCache, cache_key
 from gembulk.client import GenerationSettings
 from gembulk.executors import Emit, Executor, RequestSource
@@ -29,13 +31,16 @@ class CachedExecutor:
         self._stats = stats
         self._hits: set[tuple[str, str]] | None = None  # (id, model) of rows answered from the cache
 
-    def _key(self, request: PromptRequest) -> str:
-        return cache_key(request.model, self._settings.to_request_json(request.prompt))
+    async def _key(self, request: PromptRequest) -> str:
+        attachments: list[str] = []
+        if request.attachments:  # hashing a local file reads it: off the event loop
+            attachments = await asyncio.to_thread(lambda: [identity(a) for a in request.attachments])
+        return cache_key(request.model, self._settings.to_request_json(request.prompt), attachments)
 
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         async def store_and_emit(request: PromptRequest, outcome: Outcome) -> None:
             if outcome.error is None and not outcome.extra.get("cached"):
-                self._cache.put(self._key(request), request.model, outcome)
+                self._cache.put(await self._key(request), request.model, outcome)
             await emit(request, outcome)
 
         async def misses() -> AsyncIterator[PromptRequest]:
@@ -45,7 +50,7 @@ class CachedExecutor:
             async for request in requests():
                 pair = (request.id, request.model)
                 if first_pass:
-                    hit = self._cache.get(self._key(request))
+                    hit = self._cache.get(await self._key(request))
                     if hit is not None:
                         self._hits.add(pair)
                         self._stats.cache_hits += 1

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from gembulk.budget import Budget
-from gembulk.client import GeminiClient, estimate_tokens
+from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
+from gembulk.media import AttachmentFailed, MediaResolver
 from gembulk.records import CallFailed, Outcome, PromptRequest
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
 from gembulk.scheduler import Scheduler
@@ -48,12 +49,16 @@ class OnlineExecutor:
         policy: RetryPolicy,
         stats: RunStats,
         budget: Budget | None = None,
+        media: MediaResolver | None = None,
+        media_window: int = 16,
     ) -> None:
         self._client = client
         self._scheduler = scheduler
         self._policy = policy
         self._stats = stats
         self._budget = budget
+        self._media = media
+        self._media_window = media_window
         self._stopping = asyncio.Event()
         self._budget_reached = False
 
@@ -67,23 +72,57 @@ class OnlineExecutor:
         workers = self._scheduler.limits.concurrency
         queue: asyncio.Queue[PromptRequest | None] = asyncio.Queue(maxsize=workers * 2)
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._feed(requests(), queue, workers))
+            group.create_task(self._feed(requests(), queue, workers, emit))
             for _ in range(workers):
                 group.create_task(self._work(queue, emit))
         if self._budget_reached and self._budget is not None:
             raise self._budget.reached(self._stats.remaining)
 
     async def _feed(
-        self, requests: AsyncIterator[PromptRequest], queue: asyncio.Queue[PromptRequest | None], workers: int
+        self,
+        requests: AsyncIterator[PromptRequest],
+        queue: asyncio.Queue[PromptRequest | None],
+        workers: int,
+        emit: Emit,
     ) -> None:
-        async for request in requests:
-            if self._stopping.is_set():
-                break
-            await queue.put(request)
+        # The media stage sits between feeder and workers: up to `media_window` rows have their
+        # attachments read, downloaded or uploaded at once, so downloads overlap the model's latency.
+        window = asyncio.Semaphore(self._media_window)
+        async with asyncio.TaskGroup() as resolving:
+            async for request in requests:
+                if self._stopping.is_set():
+                    break
+                if request.attachments and self._media is not None:
+                    await window.acquire()
+                    resolving.create_task(self._resolve(request, queue, emit, window))
+                else:
+                    await queue.put(request)
         # One end marker per worker. Not in a `finally`: when the group is cancelled (fatal error),
         # the workers are gone and a put on a full queue would never return.
         for _ in range(workers):
             await queue.put(None)
+
+    async def _resolve(
+        self,
+        request: PromptRequest,
+        queue: asyncio.Queue[PromptRequest | None],
+        emit: Emit,
+        window: asyncio.Semaphore,
+    ) -> None:
+        assert self._media is not None
+        try:
+            if self._stopping.is_set():
+                return
+            try:
+                resolved = await self._media.resolve(request)
+            except AttachmentFailed as failed:
+                await emit(request, Outcome(text=None, error=failed.error))
+                return
+            except CallFailed as failure:
+                raise fatal_error(failure) from failure
+            await queue.put(resolved)
+        finally:
+            window.release()
 
     async def _work(self, queue: asyncio.Queue[PromptRequest | None], emit: Emit) -> None:
         while (request := await queue.get()) is not None:
@@ -91,7 +130,7 @@ class OnlineExecutor:
                 continue  # drain without sending, so the feeder's end markers get through
             estimate = 0.0
             if self._budget is not None:
-                estimate = self._budget.estimate(request.model, request.prompt)
+                estimate = self._budget.estimate(request.model, request.prompt, len(request.media))
                 if not self._budget.try_reserve(estimate):
                     self._budget_reached = True
                     self.stop_dispatching()  # the rows in flight still finish and are kept
@@ -108,7 +147,7 @@ class OnlineExecutor:
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:
-        tokens = estimate_tokens(request.prompt)
+        tokens = estimate_tokens(request.prompt) + MEDIA_TOKENS * len(request.media)
         try:
             # Most rows succeed at once: their one attempt skips the retry machinery (tens of µs a row).
             return await self._attempt(request, tokens)
@@ -142,7 +181,7 @@ class OnlineExecutor:
     async def _attempt(self, request: PromptRequest, tokens: int) -> Outcome:
         async with self._scheduler.slot(tokens) as ticket:
             try:
-                outcome = await self._client.generate(request.model, request.prompt)
+                outcome = await self._client.generate(request.model, request.prompt, request.media)
             except CallFailed as failure:
                 self._scheduler.on_failure(ticket, failure)
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -69,8 +70,13 @@ class Batch:
         return self.final_state
 
 
-def _entry_result(entry: Entry, model: str) -> tuple[str, Any]:
+def _entry_result(entry: Entry, model: str, files: FileStore) -> tuple[str, Any]:
     """("response", GenerateContentResponse) or ("error", google.rpc.Status-like dict) for one request."""
+    if entry.prompt is not None:
+        resolved = content.with_files(entry.prompt, files.lookup)
+        if isinstance(resolved, str):
+            return "error", {"code": _DENIED[0], "message": resolved, "status": _DENIED[1]}
+        entry = dataclasses.replace(entry, prompt=resolved)
     if entry.prompt is None:
         code, status, message = *_INVALID, entry.problem or content.INVALID_ARGUMENT_MESSAGE
     elif entry.prompt.markers.invalid:
@@ -179,7 +185,7 @@ class BatchStore:
         return wire.ok({}) if self.batches.pop(batch_id, None) else _missing(batch_id)
 
     def _complete(self, job: Batch) -> None:
-        results = [(entry, *_entry_result(entry, job.model)) for entry in job.entries]
+        results = [(entry, *_entry_result(entry, job.model, self.files)) for entry in job.entries]
         job.failed = sum(1 for _, kind, _ in results if kind == "error")
         job.succeeded = len(results) - job.failed
         if job.file_name is None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +22,9 @@ _FAIL_CODES = frozenset({429, 500, 502, 503, 504})
 _THINKING_PREFIXES = ("gemini-2.5", "gemini-3", "gemini-flash", "gemini-pro")
 
 INVALID_ARGUMENT_MESSAGE = "Request contains an invalid argument."
+# What one media part adds to promptTokenCount (Gemini's count for an image up to 384 px).
+MEDIA_TOKENS = 258
+_MEDIA_PREFIXES = ("image/", "audio/", "video/", "text/", "application/pdf", "application/json")
 
 
 def count_tokens(text: str) -> int:
@@ -101,15 +108,75 @@ def _texts(content: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Media:
+    """A media part of a request: inline bytes (size and hash known), or a Files API reference."""
+
+    kind: str  # "inline" or "file"
+    mime_type: str
+    size: int = 0
+    sha256: str = ""  # hex digest of the bytes; for a file, filled in once the file store is asked
+    file_id: str | None = None
+
+    def note(self) -> str:
+        return media_note(self.mime_type, self.size, self.sha256)
+
+
+def media_note(mime_type: str, size: int, sha256: str) -> str:
+    """How an answer acknowledges a media part: tests check the bytes arrived by their hash."""
+    return f"[{mime_type} {size} bytes sha256:{sha256[:12]}]"
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     """What the fake reads from a GenerateContentRequest."""
 
     user: str  # concatenation (no separator) of all text parts of all contents
     system: str
-    tokens: int  # count_tokens(system + user): promptTokenCount and the TPM charge
+    tokens: int  # count_tokens(system + user) + MEDIA_TOKENS per media part: promptTokenCount and TPM
     markers: Markers
     mime: str | None = None
     schema: Any = None
+    media: tuple[Media, ...] = ()
+
+
+def _media_parts(contents: list[Any]) -> tuple[Media, ...]:
+    """inlineData / fileData parts (either spelling); BadRequest with the real API's words when bad."""
+    found: list[Media] = []
+    for content in contents:
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            if not isinstance(part, dict):
+                continue
+            inline = _field(part, "inlineData", "inline_data")
+            if isinstance(inline, dict):
+                mime = str(_field(inline, "mimeType", "mime_type") or "")
+                _check_media_type(mime)
+                try:
+                    data = _bytes_field(str(inline.get("data") or ""))
+                except (binascii.Error, ValueError):
+                    raise BadRequest(
+                        "Invalid value at 'contents[0].parts[0].inline_data.data' (TYPE_BYTES), "
+                        "Base64 decoding failed"
+                    ) from None
+                found.append(Media("inline", mime, len(data), hashlib.sha256(data).hexdigest()))
+            file_data = _field(part, "fileData", "file_data")
+            if isinstance(file_data, dict):
+                uri = str(_field(file_data, "fileUri", "file_uri") or "")
+                mime = str(_field(file_data, "mimeType", "mime_type") or "")
+                file_id = uri.rpartition("/files/")[2] if "/files/" in uri else uri.removeprefix("files/")
+                found.append(Media("file", mime, file_id=file_id))
+    return tuple(found)
+
+
+def _bytes_field(text: str) -> bytes:
+    # protobuf-JSON bytes: standard or URL-safe base64 (the SDK sends URL-safe), padding optional.
+    standard = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+
+
+def _check_media_type(mime: str) -> None:
+    if not mime.startswith(_MEDIA_PREFIXES):
+        raise BadRequest(f"Unsupported MIME type: {mime}")
 
 
 def parse_request(body: Any) -> Prompt:
@@ -120,6 +187,7 @@ def parse_request(body: Any) -> Prompt:
     if not isinstance(contents, list) or not contents:
         raise BadRequest("* GenerateContentRequest.contents: contents is not specified\n")
     user = "".join(_texts(c) for c in contents)
+    media = _media_parts(contents)
     system = _texts(_field(body, "systemInstruction", "system_instruction"))
     config = _field(body, "generationConfig", "generation_config")
     mime = schema = None
@@ -128,7 +196,30 @@ def parse_request(body: Any) -> Prompt:
         schema = _field(config, "responseJsonSchema", "response_json_schema")
         if schema is None:
             schema = _field(config, "responseSchema", "response_schema")
-    return Prompt(user, system, count_tokens(system + user), parse_markers(user), mime, schema)
+    tokens = count_tokens(system + user) + MEDIA_TOKENS * len(media)
+    return Prompt(user, system, tokens, parse_markers(user), mime, schema, media)
+
+
+def with_files(prompt: Prompt, lookup: Callable[[str], tuple[str, bytes] | None]) -> Prompt | str:
+    """The prompt with its file references resolved to the stored bytes (mime type, size, hash), or the
+    real API's message for a file it does not hold. `lookup(file_id)` gives (mime type, bytes)."""
+    if not any(m.kind == "file" for m in prompt.media):
+        return prompt
+    resolved = []
+    for media in prompt.media:
+        if media.kind == "file":
+            found = lookup(media.file_id or "")
+            if found is None:
+                return FILE_DENIED.format(file_id=media.file_id)
+            mime, data = found
+            media = Media(
+                "file", media.mime_type or mime, len(data), hashlib.sha256(data).hexdigest(), media.file_id
+            )
+        resolved.append(media)
+    return dataclasses.replace(prompt, media=tuple(resolved))
+
+
+FILE_DENIED = "You do not have permission to access the File {file_id} or it may not exist."
 
 
 def answer_text(prompt: Prompt, model: str) -> str:
@@ -141,7 +232,10 @@ def answer_text(prompt: Prompt, model: str) -> str:
         return json.dumps(value, ensure_ascii=False)
     if prompt.mime == "text/x.enum" and isinstance(prompt.schema, dict) and prompt.schema.get("enum"):
         return str(prompt.schema["enum"][0])
-    return expected_text(prompt.user, model)
+    text = expected_text(prompt.user, model)
+    if prompt.media:
+        text += " " + " ".join(m.note() for m in prompt.media)
+    return text
 
 
 def _schema_type(schema: dict[str, Any]) -> str:

@@ -91,6 +91,11 @@ class FileStore:
     def get(self, file_id: str) -> StoredFile | None:
         return self.files.get(file_id.removeprefix("files/"))
 
+    def lookup(self, file_id: str) -> tuple[str, bytes] | None:
+        """(mime type, bytes) of a stored file, for requests that reference it."""
+        stored = self.get(file_id)
+        return (stored.mime_type, stored.data) if stored is not None else None
+
     # -- HTTP handlers -----------------------------------------------------------------------------
 
     async def upload(self, request: web.Request, version: str, base: str) -> web.Response:

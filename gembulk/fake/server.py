@@ -24,6 +24,8 @@ _VERBS = frozenset({"generateContent", "streamGenerateContent", "countTokens"})
 _DENIED = "The caller does not have permission"
 # Status of the placeholder response returned after closing a connection on purpose; never sent.
 _DROPPED = 499
+# The real API refuses a request body over 20 MB (inline media count in, base64-encoded).
+REQUEST_LIMIT = 20 * 1024 * 1024
 
 
 class FakeServer:
@@ -172,18 +174,25 @@ class FakeServer:
         if (denied := self._auth(request)) or (denied := self._check_model(version, model, verb)):
             return denied
         raw = await request.read()
+        if len(raw) > REQUEST_LIMIT:
+            return wire.error(400, f"Request payload size exceeds the limit: {REQUEST_LIMIT} bytes.")
         try:
             body = wire.parse_json(raw)
             if verb == "countTokens" and isinstance(body, dict):
                 body = body.get("generateContentRequest") or body.get("generate_content_request") or body
-            prompt = content.parse_request(body)
+            parsed = content.with_files(content.parse_request(body), self.files.lookup)
         except content.BadRequest as exc:
             return wire.error(400, str(exc))
         except ValueError:
             return wire.invalid_json(raw)
+        if isinstance(parsed, str):
+            return wire.error(403, parsed)
+        prompt = parsed
+        if prompt.media and verb != "countTokens":
+            self.stats.count_media(prompt.media)
         if verb == "countTokens":
             await self._sleep(0.0)
-            details = [{"modality": "TEXT", "tokenCount": prompt.tokens}]
+            details = [{"modality": "TEXT", "tokenCount": prompt.tokens}]  # media counted in, as TEXT
             return wire.ok({"totalTokens": prompt.tokens, "promptTokensDetails": details})
         self.stats.count_prompt(prompt.user)
         marks = prompt.markers

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from gembulk.fake.content import Media
 
 
 @dataclass(slots=True)
@@ -22,6 +25,12 @@ class Stats:
     by_prompt: dict[str, int] = field(default_factory=dict)
     max_attempts: int = 0
     keys: set[str] = field(default_factory=set)
+    # Media parts received by generateContent: inline bytes and Files API references, and the sha256
+    # (hex) of every medium seen with its count, so tests can check which bytes arrived.
+    inline_parts: int = 0
+    inline_bytes: int = 0
+    file_parts: int = 0
+    media_sha256: dict[str, int] = field(default_factory=dict)
 
     def clear(self) -> None:
         """Zero every counter in place; requests still in flight stay counted (their handlers hold self)."""
@@ -32,6 +41,15 @@ class Stats:
         attempts = self.by_prompt[text] = self.by_prompt.get(text, 0) + 1
         if attempts > self.max_attempts:
             self.max_attempts = attempts
+
+    def count_media(self, media: Iterable[Media]) -> None:
+        for part in media:
+            if part.kind == "inline":
+                self.inline_parts += 1
+                self.inline_bytes += part.size
+            else:
+                self.file_parts += 1
+            self.media_sha256[part.sha256] = self.media_sha256.get(part.sha256, 0) + 1
 
     def snapshot(self, **extra: int) -> dict[str, Any]:
         return {
@@ -46,6 +64,10 @@ class Stats:
             "by_prompt": self.by_prompt,
             "distinct_requests": len(self.by_prompt),
             "max_attempts_per_request": self.max_attempts,
+            "inline_parts": self.inline_parts,
+            "inline_bytes": self.inline_bytes,
+            "file_parts": self.file_parts,
+            "media_sha256": self.media_sha256,
             **extra,
             "keys_seen": sorted(self.keys),
         }
