@@ -25,7 +25,7 @@ from gembulk.cache import ResponseCache
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.dryrun import dry_run
 from gembulk.errors import ExitCode, GembulkError, UsageError
-from gembulk.executors import Executor
+from gembulk.executors import Emit, Executor
 from gembulk.executors.batch import BatchExecutor
 from gembulk.executors.cached import CachedExecutor
 from gembulk.executors.online import OnlineExecutor
@@ -354,6 +354,8 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
     """Submit (or find already submitted) and return at once; the state file says how to fetch."""
     stats = RunStats(total=prepared.total)
     done = prepared.existing.done if prepared.existing else frozenset()
+    # Rows the cache answers are written to OUT now (opened at the first one); `batch fetch` skips them.
+    output = _Output(options, prepared, append=prepared.existing is not None)
     started = time.monotonic()
     stop = StopSignal()
     error: GembulkError | None = None
@@ -365,26 +367,56 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
             assert isinstance(made, BatchExecutor)
             executor = made
             source = request_source(prepared, options, done, stats)
-            task = asyncio.create_task(executor.submit(source))
+            submission = executor.submit(source)
+            if options.cache_path is not None:
+                cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
+                submission = cached.submit(source, _hit_writer(output, prepared, stats))
+            task = asyncio.create_task(submission)
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
+            await output.aclose()
+            if not interrupted and not executor.state.jobs and stats.cache_hits:
+                await _finalize_output(options, prepared, prepared.existing, stats.cache_hits)
     except* GembulkError as group:
         error = first_error(group)
+    finally:
+        await output.aclose()
     elapsed = time.monotonic() - started
     jobs = tuple(executor.state.job_names) if executor is not None else ()
     exit_code = _exit_code(stats, interrupted, error)
     if exit_code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(_resume_hint(options, stats, executor))
+    elif not jobs and stats.cache_hits:
+        observer.message(
+            f"nothing to submit: the cache answered the {stats.cache_hits} rows left, in {options.output}"
+        )
     elif not jobs:
         observer.message(f"nothing to submit: every row of {options.output} is already done")
     else:
         state_file = batch_state.state_path(options.output)
+        if stats.cache_hits:
+            observer.message(f"{stats.cache_hits} rows answered from the cache, written to {options.output}")
+        submitted = stats.total - stats.skipped - stats.cache_hits
         observer.message(
-            f"{len(jobs)} batch job(s) for {stats.total - stats.skipped} rows; state in {state_file}\n"
+            f"{len(jobs)} batch job(s) for {submitted} rows; state in {state_file}\n"
             f"  status: gembulk batch status {state_file}\n"
             f"  fetch:  gembulk batch fetch {state_file} -o {options.output}  (exit 4 until done)"
         )
     return RunResult(exit_code, stats, elapsed, error, jobs)
+
+
+def _hit_writer(output: _Output, prepared: Prepared, stats: RunStats) -> Emit:
+    """Writes the cache's answers of a detached submission to OUT, as the fetch would have."""
+
+    async def write(request: PromptRequest, outcome: Outcome) -> None:
+        record = build_record(
+            request.row, request.model, outcome, with_parsed=prepared.schema is not None, mode="batch"
+        )
+        await output.write(record)
+        stats.ok += 1
+        stats.add_usage(outcome.usage)
+
+    return write
 
 
 async def collect(target: str, output: str | None, how: CollectOptions, observer: RunObserver) -> RunResult:

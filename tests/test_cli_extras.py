@@ -237,8 +237,40 @@ def test_fan_out_is_refused_with_batch(fake: FakeAPI, tmp_path: Path) -> None:
     assert result.returncode == 2 and "--batch" in result.stderr
 
 
-def test_cache_with_detach_is_refused_rather_than_ignored(fake: FakeAPI, tmp_path: Path) -> None:
-    args = ["run", str(make_input(tmp_path, 2)), "-t", "{text}", "-o", str(tmp_path / "o.jsonl")]
-    result = run_cli([*args, "--batch", "--detach", "--cache", str(tmp_path / "c.sqlite")], fake.url)
-    assert result.returncode == 2 and "--detach" in result.stderr
-    assert fake.stats()["files_uploaded"] == 0
+def test_cache_with_detach_writes_hits_now_and_caches_the_fetched_answers(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c.sqlite"
+    warm = write_csv(tmp_path / "warm.csv", [{"id": f"w{i}", "text": f"row number {i}"} for i in (1, 2)])
+    assert run_cli(["run", str(warm), "-t", "{text}", "--cache", str(cache)], fake.url).returncode == 0
+    out = tmp_path / "o.jsonl"
+    args = ["run", str(make_input(tmp_path, 5)), "-t", "{text}", "-o", str(out), "--cache", str(cache)]
+    submitted = run_cli([*args, "--batch", "--detach"], fake.url)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "2 rows answered from the cache" in submitted.stderr
+    assert "batch job(s) for 3 rows" in submitted.stderr
+    hits = by_id(read_jsonl(out))  # written at submission: the fetch skips them
+    assert set(hits) == {"r001", "r002"} and all(r["cached"] and r["mode"] == "batch" for r in hits.values())
+
+    fetched = run_cli(["batch", "wait", str(out), "--poll-interval", "0.1"], fake.url)
+    assert fetched.returncode == 0, fetched.stderr
+    records = by_id(read_jsonl(out))
+    assert len(records) == 5 and records["r005"]["response"] == expected_text("row number 5")
+    assert not records["r005"].get("cached")
+    # the fetched answers went into the cache: an online run of the same rows calls nothing
+    before = fake.stats()["generate_requests"]
+    again = run_cli(["run", str(tmp_path / "in.csv"), "-t", "{text}", "--cache", str(cache)], fake.url)
+    assert again.returncode == 0 and fake.stats()["generate_requests"] == before
+
+
+def test_detach_with_every_row_in_the_cache_submits_nothing(fake: FakeAPI, tmp_path: Path) -> None:
+    cache = tmp_path / "c.sqlite"
+    path = make_input(tmp_path, 3)
+    assert run_cli(["run", str(path), "-t", "{text}", "--cache", str(cache)], fake.url).returncode == 0
+    out = tmp_path / "o.jsonl"
+    args = ["run", str(path), "-t", "{text}", "-o", str(out), "--cache", str(cache), "--batch", "--detach"]
+    result = run_cli(args, fake.url)
+    assert result.returncode == 0, result.stderr
+    assert "the cache answered the 3 rows left" in result.stderr
+    assert len(read_jsonl(out)) == 3 and fake.stats()["files_uploaded"] == 0
+    assert not (tmp_path / "o.jsonl.gembulk-batch.json").exists()

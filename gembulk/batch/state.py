@@ -67,6 +67,7 @@ class BatchState:
     fetched: bool = False  # OUT holds every row of these jobs
     files_deleted: bool = False  # uploaded inputs and result files deleted after the fetch
     attach: tuple[str, ...] = ()  # --attach columns of the run
+    cache_path: str | None = None  # --cache of the run (absolute): the fetch stores the answers in it
     media_files: tuple[str, ...] = ()  # attachments uploaded for the jobs' lines: deleted after the fetch
     media_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # row id -> error of rows
     # whose attachments could not be had (a failing URL): left out of the jobs, written as failed rows

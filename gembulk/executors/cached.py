@@ -43,24 +43,36 @@ class CachedExecutor:
                 self._cache.put(await self._key(request), request.model, outcome)
             await emit(request, outcome)
 
-        async def misses() -> AsyncIterator[PromptRequest]:
-            first_pass = self._hits is None
-            if first_pass:
-                self._hits = set()
-            async for request in requests():
-                pair = (request.id, request.model)
-                if first_pass:
-                    hit = self._cache.get(await self._key(request))
-                    if hit is not None:
-                        self._hits.add(pair)
-                        self._stats.cache_hits += 1
-                        await emit(request, replace(hit, extra={**hit.extra, "cached": True}))
-                        continue
-                elif pair in self._hits:
-                    continue
-                yield request
+        await self._inner.run(self._misses(requests, emit), store_and_emit)
 
-        await self._inner.run(misses, store_and_emit)
+    async def submit(self, requests: RequestSource, emit: Emit) -> None:
+        """`--batch --detach`: emit the hits now and submit only the misses (the batch executor's
+        `submit`); their answers reach the cache when `batch wait|fetch` collects them."""
+        submit = getattr(self._inner, "submit")  # noqa: B009 (only the batch executor has it)
+        await submit(self._misses(requests, emit))
+
+    def _misses(self, requests: RequestSource, emit: Emit) -> RequestSource:
+        def misses() -> AsyncIterator[PromptRequest]:
+            return self._pass(requests, emit)
+
+        return misses
+
+    async def _pass(self, requests: RequestSource, emit: Emit) -> AsyncIterator[PromptRequest]:
+        first_pass = self._hits is None
+        if first_pass:
+            self._hits = set()
+        async for request in requests():
+            pair = (request.id, request.model)
+            if first_pass:
+                hit = self._cache.get(await self._key(request))
+                if hit is not None:
+                    self._hits.add(pair)  # type: ignore[union-attr]
+                    self._stats.cache_hits += 1
+                    await emit(request, replace(hit, extra={**hit.extra, "cached": True}))
+                    continue
+            elif pair in self._hits:  # type: ignore[operator]
+                continue
+            yield request
 
     def stop_dispatching(self) -> None:
         self._inner.stop_dispatching()
