@@ -48,8 +48,6 @@ async def prepare(options: RunOptions) -> Prepared:
         raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
     prices = load_prices(options.prices_path)
     _check_cost_options(options, prices)
-    if options.batch is not None and len(options.models) > 1:
-        raise UsageError("several -m models work online; with --batch, submit one job per model")
     schema = _load_schema(options.json_schema_path)
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file

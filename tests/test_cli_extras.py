@@ -217,24 +217,37 @@ def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAP
     assert "8 rows already done" in second.stderr
 
 
-def test_fan_out_is_refused_with_batch(fake: FakeAPI, tmp_path: Path) -> None:
-    result = run_cli(
-        [
-            "run",
-            str(make_input(tmp_path, 2)),
-            "-t",
-            "{text}",
-            "-m",
-            "a",
-            "-m",
-            "b",
-            "--batch",
-            "-o",
-            str(tmp_path / "o.jsonl"),
-        ],
-        fake.url,
-    )
-    assert result.returncode == 2 and "--batch" in result.stderr
+def test_fan_out_with_batch_makes_a_job_per_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:
+    path = make_input(tmp_path, 4, {2: " [[fail:503:1]]"})
+    out = tmp_path / "out.jsonl"
+    args = [
+        "run",
+        str(path),
+        "-t",
+        "{text}",
+        "-o",
+        str(out),
+        "-m",
+        "gemini-2.5-flash",
+        "-m",
+        "gemini-2.5-pro",
+    ]
+    online = run_cli([*args, "--max-attempts", "1"], fake.url)
+    assert online.returncode == 1  # row 2 failed on each model: two pairs left
+    batch = run_cli([*args, "--batch", "--fallback", "online", "--poll-interval", "0.05"], fake.url)
+    assert batch.returncode == 0, batch.stderr
+    state = json.loads((tmp_path / "out.jsonl.gembulk-batch.json").read_text())
+    assert sorted(job["model"] or state["model"] for job in state["jobs"]) == [
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+    ]
+    assert sum(job["rows"] for job in state["jobs"]) == 2  # only the unfinished (id, model) pairs
+    records = read_jsonl(out)
+    assert len(records) == 8 and all(r["error"] is None for r in records)
+    redone = {(r["id"], r["model"]): r for r in records if r["id"] == "r002"}
+    # the batch line failed (503 marker), so --fallback online finished each pair with its own model
+    assert set(redone) == {("r002", "gemini-2.5-flash"), ("r002", "gemini-2.5-pro")}
+    assert all(r["mode"] == "online" for r in redone.values())
 
 
 def test_cache_with_detach_writes_hits_now_and_caches_the_fetched_answers(
@@ -274,3 +287,28 @@ def test_detach_with_every_row_in_the_cache_submits_nothing(fake: FakeAPI, tmp_p
     assert "the cache answered the 3 rows left" in result.stderr
     assert len(read_jsonl(out)) == 3 and fake.stats()["files_uploaded"] == 0
     assert not (tmp_path / "o.jsonl.gembulk-batch.json").exists()
+
+
+def test_fan_out_with_batch_sends_each_model_its_own_rows(fake: FakeAPI, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    models = ["gemini-2.0-flash", "gemini-2.5-flash"]
+    args = [
+        "run",
+        str(make_input(tmp_path, 3)),
+        "-t",
+        "{text}",
+        "-o",
+        str(out),
+        "--batch",
+        "--poll-interval",
+        "0.05",
+    ]
+    result = run_cli([*args, "-m", models[0], "-m", models[1]], fake.url)
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    assert sorted((r["id"], r["model"]) for r in records) == sorted(
+        (f"r{i:03d}", m) for i in range(1, 4) for m in models
+    )
+    # Only the 2.5 model thinks: each record's usage shows which model's job really answered it.
+    assert all((r["usage"]["thoughts_tokens"] > 0) == (r["model"] == "gemini-2.5-flash") for r in records)
+    assert fake.stats()["batches_created"] == 2

@@ -26,6 +26,7 @@ class Part:
     bytes: int
     first_index: int  # data-row numbers of its first and last row (rows keep the input order)
     last_index: int
+    model: str = ""  # the model its job runs on
 
 
 def request_line(request: PromptRequest, settings: GenerationSettings) -> bytes:
@@ -74,8 +75,12 @@ class PartWriter:
     Only the open part's write buffer is held in memory, whatever the number of rows.
     """
 
-    def __init__(self, directory: str, *, max_rows: int, max_bytes: int) -> None:
+    def __init__(
+        self, directory: str, *, max_rows: int, max_bytes: int, model: str = "", prefix: str = "part"
+    ) -> None:
         self.directory = directory
+        self.model = model
+        self.prefix = prefix
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.parts: list[Part] = []
@@ -96,7 +101,7 @@ class PartWriter:
         if self._handle is not None and (self._rows >= self.max_rows or self._bytes + size > self.max_bytes):
             self._close_part()
         if self._handle is None:
-            self._path = os.path.join(self.directory, f"part-{len(self.parts) + 1:04d}.jsonl")
+            self._path = os.path.join(self.directory, f"{self.prefix}-{len(self.parts) + 1:04d}.jsonl")
             self._handle = open(self._path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
             self._rows = self._bytes = 0
             self._first = index
@@ -116,7 +121,7 @@ class PartWriter:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-            self.parts.append(Part(self._path, self._rows, self._bytes, self._first, self._last))
+            self.parts.append(self._part())
         for part in self.parts:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(part.path)
@@ -128,7 +133,10 @@ class PartWriter:
         os.fsync(self._handle.fileno())
         self._handle.close()
         self._handle = None
-        self.parts.append(Part(self._path, self._rows, self._bytes, self._first, self._last))
+        self.parts.append(self._part())
+
+    def _part(self) -> Part:
+        return Part(self._path, self._rows, self._bytes, self._first, self._last, self.model)
 
 
 async def build_parts(
@@ -144,15 +152,24 @@ async def build_parts(
 
     Any failure (or `stopping()` turning true) deletes the parts written so far.
     """
-    writer = PartWriter(directory, max_rows=max_rows, max_bytes=max_bytes)
+    # One writer per model: with -m fan-out every model gets its own jobs (a job has one model).
+    writers: dict[str, PartWriter] = {}
     encoder = LineEncoder(settings)
     try:
         async for request in requests:
             if stopping():
-                writer.discard()
+                for writer in writers.values():
+                    writer.discard()
                 return []
+            writer = writers.get(request.model)
+            if writer is None:
+                prefix = f"part{len(writers) + 1}" if writers else "part"
+                writer = writers[request.model] = PartWriter(
+                    directory, max_rows=max_rows, max_bytes=max_bytes, model=request.model, prefix=prefix
+                )
             writer.add(request.row.index, request.id, encoder.line(request))
-        return writer.close()
+        return [part for writer in writers.values() for part in writer.close()]
     except BaseException:
-        writer.discard()
+        for writer in writers.values():
+            writer.discard()
         raise

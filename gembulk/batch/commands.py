@@ -75,10 +75,11 @@ async def status(target: str, output: str | None, connection: Connection, *, as_
     lines = []
     if state is not None:
         source = state.input_path or "<stdin>"
+        models = ", ".join(state.models or (state.model,))
         fetched = "fetched" if state.fetched else "done, not fetched yet" if done else "running"
         lines.append(
             f"{state_file}: {len(state.jobs)} job(s) for {sum(j.rows for j in state.jobs)} rows of "
-            f"{source} ({state.model}), submitted {state.submitted}: {fetched}"
+            f"{source} ({models}), submitted {state.submitted}: {fetched}"
         )
     for s in statuses:
         lines.append(s.describe() + (f" [{rows[s.name]} rows]" if s.name in rows else ""))

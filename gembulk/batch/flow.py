@@ -35,6 +35,7 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         input_sha256=prepared.scan.sha256,
         rows=prepared.scan.row_count,
         model=options.model,
+        models=options.fanout,
         template=prepared.template.source,
         generation={
             "system": generation.system,
@@ -126,6 +127,7 @@ def options_from_state(
         template=state.template,
         id_column=state.id_column,
         model=state.model,
+        fanout=tuple(state.models),
         generation=GenerationSettings(
             system=generation.get("system"),
             temperature=generation.get("temperature"),

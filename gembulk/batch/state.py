@@ -41,6 +41,7 @@ class JobRef:
     bytes: int
     display_name: str
     name: str | None = None  # "batches/…"; None until the job is created
+    model: str | None = None  # the job's model (-m fan-out makes jobs per model); None: the state's model
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,14 @@ class BatchState:
     files_deleted: bool = False  # uploaded inputs and result files deleted after the fetch
     attach: tuple[str, ...] = ()  # --attach columns of the run
     cache_path: str | None = None  # --cache of the run (absolute): the fetch stores the answers in it
+    models: tuple[str, ...] = ()  # several -m: every row on each (one job per model); () means `model`
     media_files: tuple[str, ...] = ()  # attachments uploaded for the jobs' lines: deleted after the fetch
     media_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # row id -> error of rows
     # whose attachments could not be had (a failing URL): left out of the jobs, written as failed rows
     version: int = field(default=VERSION)
+
+    def model_of(self, job: JobRef) -> str:
+        return job.model or self.model
 
     @property
     def job_names(self) -> list[str]:
@@ -100,6 +105,7 @@ class BatchState:
         values["jobs"] = tuple(JobRef(**job) for job in data.get("jobs") or ())
         values["attach"] = tuple(data.get("attach") or ())
         values["media_files"] = tuple(data.get("media_files") or ())
+        values["models"] = tuple(data.get("models") or ())
         state = cls(**values)
         for job in state.jobs:
             if job.name is not None and not job.name.startswith(JOB_PREFIX):

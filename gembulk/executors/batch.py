@@ -44,9 +44,11 @@ def _tagged(outcome: Outcome, mode: str) -> Outcome:
     return replace(outcome, extra={**outcome.extra, "mode": mode})
 
 
-async def _only(requests: AsyncIterator[PromptRequest], wanted: set[str]) -> AsyncIterator[PromptRequest]:
+async def _only(
+    requests: AsyncIterator[PromptRequest], wanted: set[tuple[str, str]]
+) -> AsyncIterator[PromptRequest]:
     async for request in requests:
-        if request.id in wanted:
+        if (request.id, request.model) in wanted:
             yield request
 
 
@@ -167,19 +169,26 @@ class BatchExecutor:
 
     async def _upload(self, parts: list[Part]) -> list[JobRef] | None:
         prefix = self._display_prefix()
+        several_models = len({part.model for part in parts}) > 1
         jobs: list[JobRef] = []
         for number, part in enumerate(parts, 1):
             if self._stopping.is_set():
                 await self._delete([job.input_file for job in jobs])
                 return None
-            label = f"{prefix} part {number}/{len(parts)}" if len(parts) > 1 else prefix
+            label = f"{prefix} {part.model}" if several_models else prefix
+            label = f"{label} part {number}/{len(parts)}" if len(parts) > 1 else label
             try:
                 file_name = await self._service.upload(part.path, label)
             except GembulkError:
                 await self._delete([job.input_file for job in jobs])  # nothing half-submitted is left
                 raise
             os.unlink(part.path)
-            jobs.append(JobRef(file_name, part.rows, part.first_index, part.last_index, part.bytes, label))
+            model = part.model if part.model != self._state.model else None
+            jobs.append(
+                JobRef(
+                    file_name, part.rows, part.first_index, part.last_index, part.bytes, label, model=model
+                )
+            )
         return jobs
 
     async def _create_jobs(self) -> None:
@@ -193,7 +202,9 @@ class BatchExecutor:
                 if self._adopted:  # the earlier run may have died between create and save
                     name = await self._service.find_job_for_file(job.input_file)
                 if name is None:
-                    name = await self._service.create(self._state.model, job.input_file, job.display_name)
+                    name = await self._service.create(
+                        self._state.model_of(job), job.input_file, job.display_name
+                    )
             except GembulkError:
                 if not self._state.job_names:  # refused outright (unknown model, bad key): leave nothing
                     await self._abandon_uploads()
@@ -268,11 +279,10 @@ class BatchExecutor:
                 return
         self._collected = True
 
-    async def _collect(self, requests: RequestSource, emit: Emit, scratch: str) -> set[str]:
-        fallback: set[str] = set()
-        cursor = _ResultCursor(
-            self._state.jobs, self._statuses, self._service, scratch, self._observer, self._parse_json
-        )
+    async def _collect(self, requests: RequestSource, emit: Emit, scratch: str) -> set[tuple[str, str]]:
+        fallback: set[tuple[str, str]] = set()
+        # One cursor per model (fan-out interleaves the models row by row), each holding one job open.
+        cursors: dict[str, _ResultCursor] = {}
         failures = self._state.media_failures
         try:
             async for request in requests():
@@ -282,20 +292,27 @@ class BatchExecutor:
                     error = RowError(**failures[request.id])
                     await emit(request, _tagged(Outcome(text=None, error=error), "batch"))
                     continue
+                cursor = cursors.get(request.model)
+                if cursor is None:
+                    jobs = [job for job in self._state.jobs if self._state.model_of(job) == request.model]
+                    cursor = cursors[request.model] = _ResultCursor(
+                        tuple(jobs), self._statuses, self._service, scratch, self._observer, self._parse_json
+                    )
                 result = await cursor.result_for(request)
                 if result.retry_online and self._online is not None and self._options.fallback_online:
-                    fallback.add(request.id)
+                    fallback.add((request.id, request.model))
                     continue
                 await emit(request, _tagged(result.outcome, "batch"))
         finally:
-            cursor.close()
+            for cursor in cursors.values():
+                cursor.close()
         return fallback
 
     @property
     def _parse_json(self) -> bool:
         return self._settings.json_schema is not None
 
-    async def _finish_online(self, requests: RequestSource, wanted: set[str], emit: Emit) -> None:
+    async def _finish_online(self, requests: RequestSource, wanted: set[tuple[str, str]], emit: Emit) -> None:
         assert self._online is not None
         self._observer.phase(f"--fallback online: finishing {len(wanted)} rows online")
         executor = self._online_executor = self._online()
