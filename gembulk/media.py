@@ -137,8 +137,8 @@ class MediaResolver:
                 item = await (self._download(attachment) if attachment.kind == "url" else _local(attachment))
                 loaded.append(item)
                 parts.append(None)
-            inline = self._choose_inline(loaded)
-            fetched = iter([await self._part(item, item in inline) for item in loaded])
+            inline = {id(item) for item in self._choose_inline(loaded)}
+            fetched = iter([await self._part(item, id(item) in inline) for item in loaded])
             media = tuple(part if part is not None else next(fetched) for part in parts)
         finally:
             for item in loaded:
@@ -159,14 +159,18 @@ class MediaResolver:
         return chosen
 
     async def _part(self, item: _Loaded, inline: bool) -> MediaPart:
-        if inline:
-            data = item.data if item.data is not None else await asyncio.to_thread(_read, item.path)
-            return MediaPart(item.mime_type, data=data)
-        if item.data is not None:
-            digest = hashlib.sha256(item.data).hexdigest()
-        else:
-            assert item.path is not None
-            digest = await asyncio.to_thread(file_digest, item.path)
+        try:
+            if inline:
+                data = item.data if item.data is not None else await asyncio.to_thread(_read, item.path)
+                return MediaPart(item.mime_type, data=data)
+            if item.data is not None:
+                digest = hashlib.sha256(item.data).hexdigest()
+            else:
+                assert item.path is not None
+                digest = await asyncio.to_thread(file_digest, item.path)
+        except OSError as exc:  # the file went away or became unreadable since the run's check
+            message = f"{item.attachment.describe()}: {exc.strerror or exc}"
+            raise AttachmentFailed(RowError("ATTACHMENT_UNREADABLE", message)) from exc
         return await self._uploads.get(f"{item.mime_type}:{digest}", lambda: self._upload(item))
 
     async def _upload(self, item: _Loaded) -> MediaPart:
