@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from gembulk.client import GeminiClient, GenerationSettings, parse_duration
+from gembulk.client import GeminiClient, GenerationSettings, environment_routes_requests, parse_duration
 from gembulk.fake import expected_text
 from gembulk.records import CallFailed
 from tests.fake_support import RunningFake, running_fake
@@ -199,3 +200,34 @@ async def test_one_config_serves_many_requests_unchanged(api: RunningFake) -> No
     assert all(o.ok and isinstance(o.parsed["n"], int) for o in outcomes)
     assert schema == {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     assert settings.to_config().model_dump() == before
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.mark.parametrize(
+    ("variable", "netrc", "expected"),
+    [
+        (None, None, False),  # nothing configured: trust_env would find nothing for any request
+        ("HTTPS_PROXY", None, True),
+        ("http_proxy", None, True),
+        ("ALL_PROXY", None, False),  # aiohttp reads only http, https, ws and wss proxies
+        ("NO_PROXY", None, False),  # a bypass list alone routes nothing anywhere
+        (None, ".netrc", True),
+        (None, "_netrc", True),
+        ("NETRC", None, True),
+    ],
+)
+def test_trust_env_is_kept_whenever_the_environment_could_route_a_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None, netrc: str | None, expected: bool
+) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if variable is not None:
+        monkeypatch.setenv(variable, "http://127.0.0.1:3128" if variable != "NETRC" else str(tmp_path / "n"))
+    if netrc is not None:
+        (tmp_path / netrc).write_text("machine example.com login a password b\n")
+    assert environment_routes_requests() is expected
