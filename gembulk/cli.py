@@ -35,6 +35,7 @@ from gembulk.settings import (
     resolve_api_key,
     resolve_base_url,
 )
+from gembulk.startup import long_lived_objects
 from gembulk.writers import OutputClosedError
 
 EXIT_CODES_HELP = """
@@ -238,9 +239,10 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
-    from gembulk.progress import make_observer
-    from gembulk.run import run_job
-    from gembulk.shard import Shard
+    with long_lived_objects():  # the modules of a run live until exit: see gembulk/startup.py
+        from gembulk.progress import make_observer
+        from gembulk.run import run_job
+        from gembulk.shard import Shard
 
     batch_options = None
     if batch:
