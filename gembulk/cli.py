@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from gembulk import __version__
 from gembulk.client import GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
 from gembulk.retry import RetryPolicy
@@ -74,6 +73,8 @@ _debug = False
 
 def _version(value: bool) -> None:
     if value:
+        from gembulk import __version__
+
         print(f"gembulk {__version__}")
         raise typer.Exit()
 
