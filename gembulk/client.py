@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from urllib.request import getproxies
 
 import aiohttp
 import pydantic
-from google.genai import Client, _common, errors, types
+from google.genai import Client, _api_client, _common, errors, types
 from google.genai import models as _sdk_models
 
 from gembulk.records import CallFailed, Outcome, QuotaViolation, RowError, Usage
@@ -122,6 +123,28 @@ def environment_routes_requests() -> bool:
     return any((home / name).exists() for name in (".netrc", "_netrc"))  # _netrc: aiohttp on Windows
 
 
+def shared_tls_options() -> dict[str, Any]:
+    """HttpOptions fields that give every transport the SDK builds one TLS context: the SDK's own.
+
+    genai.Client builds three identical-purpose contexts on construction (for aiohttp, websockets and
+    its httpx clients), each loading the CA bundle: about 20 ms apiece, before the first request.
+    Handing it the context it would build for aiohttp (its own `_ensure_aiohttp_ssl_ctx`, so the same
+    CA bundle and SSL_CERT_FILE/SSL_CERT_DIR handling) makes it build none. aiohttp and websockets get
+    the context they would have had; the httpx clients serve only the SDK's sync methods, which
+    gembulk never calls. Skipped (the SDK builds its own, as before) if that private helper changes.
+    """
+    make = getattr(_api_client.BaseApiClient, "_ensure_aiohttp_ssl_ctx", None)
+    if make is None:
+        return {}
+    try:
+        context = make(types.HttpOptions()).get("ssl")
+    except Exception:  # a changed SDK helper: let the SDK do its own
+        return {}
+    if not isinstance(context, ssl.SSLContext):
+        return {}
+    return {"async_client_args": {"ssl": context}, "client_args": {"verify": context}}
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap upper-ish estimate for tokens-per-minute pacing (about four characters a token)."""
     return len(text) // 4 + 1
@@ -163,6 +186,7 @@ class GeminiClient:
             base_url=self._base_url,
             retry_options=types.HttpRetryOptions(attempts=1),
             aiohttp_client=self._session,
+            **shared_tls_options(),
         )
         self._client = Client(api_key=self._api_key, vertexai=False, http_options=http_options)
         return self

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gembulk.client import GeminiClient, GenerationSettings, environment_routes_requests, parse_duration
+from gembulk.client import (
+    GeminiClient,
+    GenerationSettings,
+    environment_routes_requests,
+    parse_duration,
+    shared_tls_options,
+)
 from gembulk.fake import expected_text
 from gembulk.records import CallFailed
 from tests.fake_support import RunningFake, running_fake
@@ -231,3 +237,22 @@ def test_trust_env_is_kept_whenever_the_environment_could_route_a_request(
     if netrc is not None:
         (tmp_path / netrc).write_text("machine example.com login a password b\n")
     assert environment_routes_requests() is expected
+
+
+async def test_one_tls_context_is_the_one_the_sdk_would_give_aiohttp() -> None:
+    # the shared context must trust what the SDK's own aiohttp context trusts, and reach every request
+    import ssl
+
+    from google.genai import _api_client, types
+
+    own = _api_client.BaseApiClient._ensure_aiohttp_ssl_ctx(types.HttpOptions())["ssl"]
+    options = shared_tls_options()
+    shared = options["async_client_args"]["ssl"]
+    assert isinstance(shared, ssl.SSLContext)
+    assert shared.cert_store_stats() == own.cert_store_stats()
+    assert (shared.verify_mode, shared.check_hostname) == (own.verify_mode, own.check_hostname)
+    async with client("http://127.0.0.1:9") as c:
+        sdk = c._api_client
+        assert isinstance(sdk._async_client_session_request_args["ssl"], ssl.SSLContext)
+        assert sdk._async_client_session_request_args["ssl"].cert_store_stats() == own.cert_store_stats()
+        assert sdk._websocket_ssl_ctx["ssl"] is sdk._async_client_session_request_args["ssl"]
