@@ -256,3 +256,15 @@ async def test_one_tls_context_is_the_one_the_sdk_would_give_aiohttp() -> None:
         assert isinstance(sdk._async_client_session_request_args["ssl"], ssl.SSLContext)
         assert sdk._async_client_session_request_args["ssl"].cert_store_stats() == own.cert_store_stats()
         assert sdk._websocket_ssl_ctx["ssl"] is sdk._async_client_session_request_args["ssl"]
+
+
+def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
+    # the warm-up reads a typical answer through the SDK's own conversion, as the first real one would
+    from google.genai import types
+
+    from gembulk.client import _WARMUP_ANSWER, _warm_response_models, outcome_from_json
+
+    _warm_response_models()
+    assert types.GenerateContentResponse.__pydantic_complete__
+    outcome = outcome_from_json(_WARMUP_ANSWER, parse_json=False)
+    assert outcome.ok and outcome.text == "x"
