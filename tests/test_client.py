@@ -262,9 +262,11 @@ def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
     # the warm-up reads a typical answer through the SDK's own conversion, as the first real one would
     from google.genai import types
 
-    from gembulk.client import _WARMUP_ANSWER, _warm_response_models, outcome_from_json
+    from gembulk.client import _WARMUP_ANSWER, _warm_request_models, _warm_response_models, outcome_from_json
 
     _warm_response_models()
     assert types.GenerateContentResponse.__pydantic_complete__
     outcome = outcome_from_json(_WARMUP_ANSWER, parse_json=False)
     assert outcome.ok and outcome.text == "x"
+    _warm_request_models(GenerationSettings(system="s").to_config())
+    assert types._GenerateContentParameters.__pydantic_complete__
