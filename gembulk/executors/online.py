@@ -76,10 +76,18 @@ class OnlineExecutor:
     async def _feed(
         self, requests: AsyncIterator[PromptRequest], queue: asyncio.Queue[PromptRequest | None], workers: int
     ) -> None:
+        started = 0
         async for request in requests:
             if self._stopping.is_set():
                 break
             await queue.put(request)
+            if started < workers:
+                # The first wave: let the worker just handed a request send it before the next worker
+                # wakes. Otherwise every worker builds its request (~0.5 ms of SDK CPU each) before any
+                # new connection is ready to write on, the whole wave goes out at once after the last
+                # build, and its answers come back as one burst that queues behind itself.
+                started += 1
+                await asyncio.sleep(0)
         # One end marker per worker. Not in a `finally`: when the group is cancelled (fatal error),
         # the workers are gone and a put on a full queue would never return.
         for _ in range(workers):
