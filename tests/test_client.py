@@ -270,3 +270,68 @@ def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
     assert outcome.ok and outcome.text == "x"
     _warm_request_models(GenerationSettings(system="s").to_config())
     assert types._GenerateContentParameters.__pydantic_complete__
+
+
+def _answer_with_unknown_fields() -> dict:
+    # an answer as the SDK's wire conversion leaves it, with fields no model knows at every level
+    return {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {"text": "a", "thought": False, "futurePartField": 1},
+                        {"function_call": {"name": "f", "args": {"x": [1, {"y": 2}]}, "extra": 3}},
+                        {"inline_data": {"mime_type": "text/plain", "data": "eA==", "what": 4}},
+                    ],
+                    "role": "model",
+                    "unknown": {"nested": True},
+                },
+                "finish_reason": "STOP",
+                "safety_ratings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "LOW", "z": 1}],
+                "citation_metadata": {"citations": [{"start_index": 1, "uri": "u", "new": 2}]},
+                "grounding_metadata": {"web_search_queries": ["q"], "later": {"a": 1}},
+                "index": 0,
+                "newCandidateField": [1, 2],
+            },
+            {"content": {"parts": [], "role": "model"}, "finishReason": "MAX_TOKENS"},
+        ],
+        "usage_metadata": {
+            "prompt_token_count": 3,
+            "promptTokensDetails": [{"modality": "TEXT", "token_count": 3, "extra": 1}],
+            "futureCount": 9,
+        },
+        "prompt_feedback": {"block_reason": None, "unknown": "x"},
+        "model_version": "m",
+        "sdk_http_response": {"headers": {"a": "b"}},
+        "automatic_function_calling_history": [{"parts": [{"text": "h", "odd": 1}], "role": "user"}],
+        "topLevelNew": {"x": 1},
+    }
+
+
+def test_response_pruning_keeps_and_drops_what_the_sdk_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from google.genai import _common, types
+
+    fast = _common._remove_extra_fields
+    original = fast.__wrapped__
+    pruned = {}
+    for model in (types.GenerateContentResponse, types.Candidate, types.Content):
+        answer = _answer_with_unknown_fields()
+        if model is types.Candidate:
+            answer = answer["candidates"][0]
+        elif model is types.Content:
+            answer = answer["candidates"][0]["content"]
+        ours, theirs = copy.deepcopy(answer), copy.deepcopy(answer)
+        for _ in range(2):  # the second pass runs on the remembered plans
+            ours = copy.deepcopy(answer)
+            fast(model, ours)
+        with monkeypatch.context() as m:
+            m.setattr(_common, "_remove_extra_fields", original)  # its recursion must be its own too
+            original(model, theirs)
+        assert ours == theirs
+        assert ours != answer  # something was dropped
+        pruned[model] = ours
+    whole = str(pruned[types.GenerateContentResponse])
+    assert "futurePartField" not in whole and "topLevelNew" not in whole and "'z'" not in whole
+    assert "'x': [1, {'y': 2}]" in whole  # free-form JSON (function call args) is left alone
