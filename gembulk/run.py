@@ -216,6 +216,7 @@ def _client(options: RunOptions, prepared: Prepared) -> GeminiClient:
         max_connections=options.limits.concurrency,
         timeout=options.timeout,
         settings=_generation_with_schema(options, prepared.schema),
+        paced=options.limits.rpm is not None or options.limits.tpm is not None,
     )
 
 
