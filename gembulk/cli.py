@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from gembulk import __version__
 from gembulk.client import GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
 from gembulk.retry import RetryPolicy
@@ -35,6 +34,7 @@ from gembulk.settings import (
     resolve_api_key,
     resolve_base_url,
 )
+from gembulk.startup import long_lived_objects
 from gembulk.writers import OutputClosedError
 
 EXIT_CODES_HELP = """
@@ -73,6 +73,8 @@ _debug = False
 
 def _version(value: bool) -> None:
     if value:
+        from gembulk import __version__
+
         print(f"gembulk {__version__}")
         raise typer.Exit()
 
@@ -261,9 +263,10 @@ def run(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
-    from gembulk.progress import make_observer
-    from gembulk.run import run_job
-    from gembulk.shard import Shard
+    with long_lived_objects():  # the modules of a run live until exit: see gembulk/startup.py
+        from gembulk.progress import make_observer
+        from gembulk.run import run_job
+        from gembulk.shard import Shard
 
     batch_options = None
     if batch:

@@ -8,14 +8,19 @@ import base64
 import io
 import json
 import logging
+import os
+import ssl
+import typing
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
+from urllib.request import getproxies
 
 import aiohttp
 import pydantic
-from google.genai import Client, _common, errors, types
+from google.genai import Client, _api_client, _common, errors, types
 from google.genai import models as _sdk_models
 
 from gembulk.records import CallFailed, MediaPart, Outcome, QuotaViolation, RowError, Usage
@@ -30,6 +35,29 @@ BATCH_INPUT_MIME_TYPE = "jsonl"
 
 T = TypeVar("T")
 _CLIENT_TIMEOUT = object()  # GeminiClient._sdk: use the client's own timeout
+# The SDK builds each response model (pydantic, `defer_build`) when the first answer arrives: about
+# 40 ms of CPU that every answer of the first wave waits for. Building them this long after the first
+# request starts puts that work where the client is waiting for answers anyway (the first wave is on
+# the wire by then); if an answer comes sooner, it builds them as before and the warm-up does nothing.
+# Paced runs (a --rpm/--tpm from the start) build them before the first request instead: ~20 ms of CPU
+# at an arbitrary moment could hold back a paced request past its slot, squeezing the quota window of
+# the request one window later (measured: the warm-up at 0.1 s delayed the quota benchmark's third
+# request by 10.6 ms, more than the 1 % pacing margin of a 1 s window).
+RESPONSE_WARMUP_DELAY = 0.1
+# A typical answer, read through the same SDK conversion as a real one to build its models.
+_WARMUP_ANSWER: dict[str, Any] = {
+    "candidates": [
+        {"content": {"parts": [{"text": "x"}], "role": "model"}, "finishReason": "STOP", "index": 0}
+    ],
+    "usageMetadata": {
+        "promptTokenCount": 1,
+        "candidatesTokenCount": 1,
+        "totalTokenCount": 2,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1}],
+    },
+    "modelVersion": "warm-up",
+    "responseId": "warm-up",
+}
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,117 @@ def _fast_membership() -> None:
 
 _fast_membership()
 
+_UNPLANNED = object()
+
+
+def _fast_response_pruning() -> None:
+    """Give the SDK's answer pruning a per-model plan: the same fields dropped, without its per-key cost.
+
+    Before validating an answer, google-genai drops the fields its models do not know
+    (`_common._remove_extra_fields`), walking the answer recursively. For every key of every nested
+    object it rebuilds the model's alias map, unwraps the field's annotation and looks up the nested
+    model type: about a fifth of the SDK's CPU per answer, all of it the same for every answer. Here
+    each (model, key) is worked out once, with the SDK's own rule and helpers, and remembered; keys are
+    still dropped, kept and descended into exactly as before (tests/test_client.py compares both on
+    answers with unknown fields at every level). A model whose fields cannot be resolved yet goes
+    through the SDK's own function, as do non-model arguments. Skipped if the SDK's helpers change.
+    """
+    original = getattr(_common, "_remove_extra_fields", None)
+    as_model = getattr(_common, "_as_base_model_type", None)
+    is_struct = getattr(_common, "_is_struct_type", None)
+    if original is None or as_model is None or is_struct is None:
+        return
+    plans: dict[type, dict[str, tuple[type | None, type | None] | None]] = {}
+
+    def plan_key(model: type[pydantic.BaseModel], key: str) -> tuple[type | None, type | None] | None:
+        # The SDK's rule, step by step: None drops the key; else (model of a dict value, of list items).
+        fields = model.model_fields
+        aliases = {info.alias: name for name, info in fields.items()}
+        if key not in fields and key not in aliases:
+            return None
+        annotation = fields[aliases.get(key, key)].annotation
+        if typing.get_origin(annotation) is typing.Union:
+            annotation = typing.get_args(annotation)[0]
+        item_type = None
+        if not is_struct(annotation):
+            item_args = typing.get_args(annotation)
+            item_type = as_model(item_args[0] if item_args else None)
+        return as_model(annotation), item_type
+
+    def remove_extra_fields(model: Any, response: dict[str, object]) -> None:
+        plan = plans.get(model)
+        if plan is None:
+            if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+                return original(model, response)
+            model.model_rebuild(raise_errors=False)  # as the SDK does: resolves forward references
+            if not model.__pydantic_complete__:
+                return original(model, response)
+            plan = plans[model] = {}
+        for key, value in list(response.items()):
+            step = plan.get(key, _UNPLANNED)
+            if step is _UNPLANNED:
+                step = plan[key] = plan_key(model, key)
+            if step is None:
+                response.pop(key)
+            elif isinstance(value, dict):
+                if step[0] is not None:
+                    remove_extra_fields(step[0], value)
+            elif isinstance(value, list) and step[1] is not None:
+                for item in value:
+                    if isinstance(item, dict):
+                        remove_extra_fields(step[1], item)
+        return None
+
+    remove_extra_fields.__wrapped__ = original  # type: ignore[attr-defined]  # for the invariant test
+    _common._remove_extra_fields = remove_extra_fields
+
+
+_fast_response_pruning()
+
+
+def environment_routes_requests() -> bool:
+    """Whether aiohttp's `trust_env` could change any request: a proxy variable or a netrc file.
+
+    With `trust_env=True`, aiohttp looks both up again for every request, each in a thread
+    (`run_in_executor` for netrc, `to_thread` for the proxy): two hops through the default pool of
+    6 threads per request. A wave of 100 answers queued 200 of them, about 40 ms a wave at `-c 100`
+    (bench/README.md). With no proxy variable (the schemes aiohttp reads) and no netrc file, every
+    one of those look-ups finds nothing, so `trust_env=False` sends the same requests. Checked once
+    per client; when in doubt (any proxy variable, a netrc file present or named), trust the
+    environment as before.
+    """
+    if any(scheme in getproxies() for scheme in ("http", "https", "ws", "wss")):
+        return True
+    if os.environ.get("NETRC") is not None:
+        return True
+    try:
+        home = Path.home()
+    except RuntimeError:  # no resolvable home directory: aiohttp finds no netrc either
+        return False
+    return any((home / name).exists() for name in (".netrc", "_netrc"))  # _netrc: aiohttp on Windows
+
+
+def shared_tls_options() -> dict[str, Any]:
+    """HttpOptions fields that give every transport the SDK builds one TLS context: the SDK's own.
+
+    genai.Client builds three identical-purpose contexts on construction (for aiohttp, websockets and
+    its httpx clients), each loading the CA bundle: about 20 ms apiece, before the first request.
+    Handing it the context it would build for aiohttp (its own `_ensure_aiohttp_ssl_ctx`, so the same
+    CA bundle and SSL_CERT_FILE/SSL_CERT_DIR handling) makes it build none. aiohttp and websockets get
+    the context they would have had; the httpx clients serve only the SDK's sync methods, which
+    gembulk never calls. Skipped (the SDK builds its own, as before) if that private helper changes.
+    """
+    make = getattr(_api_client.BaseApiClient, "_ensure_aiohttp_ssl_ctx", None)
+    if make is None:
+        return {}
+    try:
+        context = make(types.HttpOptions()).get("ssl")
+    except Exception:  # a changed SDK helper: let the SDK do its own
+        return {}
+    if not isinstance(context, ssl.SSLContext):
+        return {}
+    return {"async_client_args": {"ssl": context}, "client_args": {"verify": context}}
+
 
 # Tokens one image costs (Gemini's count for an image up to 384 px): the estimate used for any medium.
 MEDIA_TOKENS = 258
@@ -161,8 +300,10 @@ class GeminiClient:
         max_connections: int,
         timeout: float | None,
         settings: GenerationSettings,
+        paced: bool = False,
     ) -> None:
         self._api_key = api_key
+        self._paced = paced
         self._base_url = base_url
         self._max_connections = max_connections
         self._timeout = timeout
@@ -170,19 +311,29 @@ class GeminiClient:
         self._config = settings.to_config()
         self._session: aiohttp.ClientSession | None = None
         self._client: Client | None = None
+        self._warmup: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> GeminiClient:
         connector = aiohttp.TCPConnector(limit=self._max_connections + 4, limit_per_host=0)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=environment_routes_requests())
         http_options = types.HttpOptions(
             base_url=self._base_url,
             retry_options=types.HttpRetryOptions(attempts=1),
             aiohttp_client=self._session,
+            **shared_tls_options(),
         )
         self._client = Client(api_key=self._api_key, vertexai=False, http_options=http_options)
+        # The first request would build the SDK's request models itself (~15 ms) and so reach the server
+        # later than its pacing slot; a window quota then sees the request one window later arrive too
+        # soon after it (the 429 the quota benchmark met at every start). Built here, on the way anyway.
+        _warm_request_models(self._config)
+        if self._paced:
+            _warm_response_models()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._warmup is not None:
+            self._warmup.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -193,6 +344,8 @@ class GeminiClient:
 
     async def generate(self, model: str, prompt: str, media: Sequence[MediaPart] = ()) -> Outcome:
         """One generateContent call. Returns the outcome of an answer; raises CallFailed without one."""
+        if self._warmup is None and not self._paced:
+            self._warmup = asyncio.get_running_loop().call_later(RESPONSE_WARMUP_DELAY, _warm_response_models)
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self.aio.models.generate_content(
@@ -478,6 +631,25 @@ def outcome_from_json(raw: Any, *, parse_json: bool) -> Outcome:
         message = f"the batch result is not a GenerateContentResponse: {str(exc).splitlines()[0]}"
         return _failed("BAD_RESULT", message, None, None)
     return outcome_from_response(response, parse_json=parse_json)
+
+
+def _warm_request_models(config: types.GenerateContentConfig) -> None:
+    """Build the SDK's request models before the first request (see GeminiClient.__aenter__)."""
+    parameters = getattr(types, "_GenerateContentParameters", None)  # private: the model each call builds
+    try:
+        contents = [types.UserContent(parts=[types.Part(text="x")])]
+        if parameters is not None:
+            parameters(model="warm-up", contents=contents, config=config)
+    except Exception:  # only a warm-up: the first request builds whatever is left
+        logger.debug("request model warm-up failed", exc_info=True)
+
+
+def _warm_response_models() -> None:
+    """Build the SDK's response models ahead of the first answer (see RESPONSE_WARMUP_DELAY)."""
+    try:
+        outcome_from_json(_WARMUP_ANSWER, parse_json=False)
+    except Exception:  # only a warm-up: the first real answer builds whatever is left
+        logger.debug("response model warm-up failed", exc_info=True)
 
 
 def _failed(

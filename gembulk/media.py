@@ -16,7 +16,7 @@ from typing import TypeVar
 import aiohttp
 
 from gembulk.attachments import file_digest, media_type
-from gembulk.client import GeminiClient
+from gembulk.client import GeminiClient, environment_routes_requests
 from gembulk.records import Attachment, CallFailed, MediaPart, PromptRequest, RowError
 from gembulk.retry import RetryPolicy, Verdict, build_retrying, classify
 
@@ -105,7 +105,7 @@ class MediaResolver:
 
     async def __aenter__(self) -> MediaResolver:
         timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=30)
-        self._session = aiohttp.ClientSession(timeout=timeout, trust_env=True)
+        self._session = aiohttp.ClientSession(timeout=timeout, trust_env=environment_routes_requests())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -13,21 +13,13 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gembulk import jobfile
-from gembulk.batch import state as batch_state
-from gembulk.batch.commands import Connection, fetch_bare
-from gembulk.batch.flow import already_fetched, batch_state_for, options_from_state
-from gembulk.batch.jobs import BatchService, PollSettings
 from gembulk.budget import Budget
-from gembulk.cache import ResponseCache
 from gembulk.client import GeminiClient, GenerationSettings
-from gembulk.dryrun import dry_run
 from gembulk.errors import ExitCode, GembulkError, UsageError
 from gembulk.executors import Emit, Executor
-from gembulk.executors.batch import BatchExecutor
-from gembulk.executors.cached import CachedExecutor
 from gembulk.executors.online import OnlineExecutor
 from gembulk.media import MediaResolver
 from gembulk.observer import NullObserver, RunObserver
@@ -40,6 +32,12 @@ from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
 from gembulk.writers import ExistingOutput, ResultWriter, compact, open_writer
 
+if TYPE_CHECKING:
+    from gembulk.executors.batch import BatchExecutor
+
+# The batch, cache and dry-run modules (and sqlite3) are imported where they are used: an online run
+# never needs them, and a command line run pays for every module it imports (about 20 ms for these).
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,6 +46,9 @@ async def run_job(options: RunOptions, observer: RunObserver | None = None) -> R
     observer = observer or NullObserver()
     if options.batch is None or options.output == "-" or options.dry_run:
         return await _run_job(options, observer)
+    from gembulk.batch import state as batch_state
+    from gembulk.batch.flow import already_fetched
+
     check_output_directory(options.output)
     with batch_state.locked(options.output):  # one gembulk at a time submits or collects for OUT
         path = options.batch.state_path
@@ -62,6 +63,8 @@ async def _run_job(options: RunOptions, observer: RunObserver) -> RunResult:
     prepared = await prepare(options)
     try:
         if options.dry_run:
+            from gembulk.dryrun import dry_run
+
             await dry_run(options, prepared, observer)
             return RunResult(ExitCode.OK, RunStats(total=prepared.scan.row_count), 0.0)
         if options.batch is not None and options.batch.mode is BatchMode.DETACH:
@@ -194,8 +197,18 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
         observer.finish(stats, elapsed=elapsed, outcome=labels.get(exit_code, "done"))
     if exit_code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(_resume_hint(options, stats, executor))
-    jobs = tuple(executor.state.job_names) if isinstance(executor, BatchExecutor) else ()
+    batch_executor = _as_batch(executor)
+    jobs = tuple(batch_executor.state.job_names) if batch_executor is not None else ()
     return RunResult(exit_code, stats, elapsed, error, jobs)
+
+
+def _as_batch(executor: Executor | None) -> BatchExecutor | None:
+    """The executor if it is the batch one; an online run does not import the batch modules to find out."""
+    if executor is None or isinstance(executor, OnlineExecutor):
+        return None
+    from gembulk.executors.batch import BatchExecutor
+
+    return executor if isinstance(executor, BatchExecutor) else None
 
 
 def _client(options: RunOptions, prepared: Prepared) -> GeminiClient:
@@ -205,6 +218,7 @@ def _client(options: RunOptions, prepared: Prepared) -> GeminiClient:
         max_connections=options.limits.concurrency,
         timeout=options.timeout,
         settings=_generation_with_schema(options, prepared.schema),
+        paced=options.limits.rpm is not None or options.limits.tpm is not None,
     )
 
 
@@ -262,6 +276,10 @@ def _make_executor(
     if options.batch is None:
         return online()
 
+    from gembulk.batch.flow import batch_state_for
+    from gembulk.batch.jobs import BatchService
+    from gembulk.executors.batch import BatchExecutor
+
     def count_retry(event: RetryEvent) -> None:
         stats.retries += 1
 
@@ -284,6 +302,9 @@ def _with_cache(executor: Executor, options: RunOptions, client: GeminiClient, s
     """With --cache, answers already paid for (by any run, online or batch) are served locally."""
     if options.cache_path is None:
         return executor
+    from gembulk.cache import ResponseCache
+    from gembulk.executors.cached import CachedExecutor
+
     return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
 
 
@@ -309,8 +330,9 @@ def _exit_code(stats: RunStats, interrupted: bool, error: GembulkError | None) -
 
 
 def _resume_hint(options: RunOptions, stats: RunStats, executor: Executor | None = None) -> str:
-    jobs = executor.state.job_names if isinstance(executor, BatchExecutor) else []
-    if jobs and isinstance(executor, BatchExecutor) and executor.jobs_ended:
+    batch_executor = _as_batch(executor)
+    jobs = batch_executor.state.job_names if batch_executor is not None else []
+    if jobs and batch_executor is not None and batch_executor.jobs_ended:
         return (
             "the batch jobs have ended; run the same command again to collect their results into "
             f"{options.output}"
@@ -322,6 +344,8 @@ def _resume_hint(options: RunOptions, stats: RunStats, executor: Executor | None
                 f"the batch jobs keep running on the service ({listed}); fetch their results later with "
                 "`gembulk batch fetch JOB -o FILE`"
             )
+        from gembulk.batch import state as batch_state
+
         state_file = batch_state.state_path(options.output)
         return (
             f"the batch jobs keep running on the service ({listed}); run the same command again to wait "
@@ -352,6 +376,11 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 
 async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
     """Submit (or find already submitted) and return at once; the state file says how to fetch."""
+    from gembulk.batch import state as batch_state
+    from gembulk.cache import ResponseCache
+    from gembulk.executors.batch import BatchExecutor
+    from gembulk.executors.cached import CachedExecutor
+
     stats = RunStats(total=prepared.total)
     done = prepared.existing.done if prepared.existing else frozenset()
     # Rows the cache answers are written to OUT now (opened at the first one); `batch fetch` skips them.
@@ -421,6 +450,10 @@ def _hit_writer(output: _Output, prepared: Prepared, stats: RunStats) -> Emit:
 
 async def collect(target: str, output: str | None, how: CollectOptions, observer: RunObserver) -> RunResult:
     """`batch wait|fetch TARGET`: a state file (the whole run rebuilt), or a bare job name."""
+    from gembulk.batch import state as batch_state
+    from gembulk.batch.commands import Connection, fetch_bare
+    from gembulk.batch.jobs import PollSettings
+
     state_file, job = batch_state.resolve_target(target, output)
     if state_file is not None:
         return await collect_batch(state_file, output, how, observer)
@@ -446,6 +479,9 @@ async def collect_batch(
     state_file: str, output: str | None, how: CollectOptions, observer: RunObserver | None = None
 ) -> RunResult:
     """`batch wait|fetch STATEFILE`: the submitted run, rebuilt from its state file, through `_execute`."""
+    from gembulk.batch import state as batch_state
+    from gembulk.batch.flow import options_from_state
+
     require_api_key(how.api_key)
     state = batch_state.load(state_file)
     target = output or state.output

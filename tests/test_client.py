@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from gembulk.client import GeminiClient, GenerationSettings, parse_duration
+from gembulk.client import (
+    GeminiClient,
+    GenerationSettings,
+    environment_routes_requests,
+    parse_duration,
+    shared_tls_options,
+)
 from gembulk.fake import expected_text
 from gembulk.records import CallFailed
 from tests.fake_support import RunningFake, running_fake
@@ -199,3 +206,132 @@ async def test_one_config_serves_many_requests_unchanged(api: RunningFake) -> No
     assert all(o.ok and isinstance(o.parsed["n"], int) for o in outcomes)
     assert schema == {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     assert settings.to_config().model_dump() == before
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.mark.parametrize(
+    ("variable", "netrc", "expected"),
+    [
+        (None, None, False),  # nothing configured: trust_env would find nothing for any request
+        ("HTTPS_PROXY", None, True),
+        ("http_proxy", None, True),
+        ("ALL_PROXY", None, False),  # aiohttp reads only http, https, ws and wss proxies
+        ("NO_PROXY", None, False),  # a bypass list alone routes nothing anywhere
+        (None, ".netrc", True),
+        (None, "_netrc", True),
+        ("NETRC", None, True),
+    ],
+)
+def test_trust_env_is_kept_whenever_the_environment_could_route_a_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None, netrc: str | None, expected: bool
+) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if variable is not None:
+        monkeypatch.setenv(variable, "http://127.0.0.1:3128" if variable != "NETRC" else str(tmp_path / "n"))
+    if netrc is not None:
+        (tmp_path / netrc).write_text("machine example.com login a password b\n")
+    assert environment_routes_requests() is expected
+
+
+async def test_one_tls_context_is_the_one_the_sdk_would_give_aiohttp() -> None:
+    # the shared context must trust what the SDK's own aiohttp context trusts, and reach every request
+    import ssl
+
+    from google.genai import _api_client, types
+
+    own = _api_client.BaseApiClient._ensure_aiohttp_ssl_ctx(types.HttpOptions())["ssl"]
+    options = shared_tls_options()
+    shared = options["async_client_args"]["ssl"]
+    assert isinstance(shared, ssl.SSLContext)
+    assert shared.cert_store_stats() == own.cert_store_stats()
+    assert (shared.verify_mode, shared.check_hostname) == (own.verify_mode, own.check_hostname)
+    async with client("http://127.0.0.1:9") as c:
+        sdk = c._api_client
+        assert isinstance(sdk._async_client_session_request_args["ssl"], ssl.SSLContext)
+        assert sdk._async_client_session_request_args["ssl"].cert_store_stats() == own.cert_store_stats()
+        assert sdk._websocket_ssl_ctx["ssl"] is sdk._async_client_session_request_args["ssl"]
+
+
+def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
+    # the warm-up reads a typical answer through the SDK's own conversion, as the first real one would
+    from google.genai import types
+
+    from gembulk.client import _WARMUP_ANSWER, _warm_request_models, _warm_response_models, outcome_from_json
+
+    _warm_response_models()
+    assert types.GenerateContentResponse.__pydantic_complete__
+    outcome = outcome_from_json(_WARMUP_ANSWER, parse_json=False)
+    assert outcome.ok and outcome.text == "x"
+    _warm_request_models(GenerationSettings(system="s").to_config())
+    assert types._GenerateContentParameters.__pydantic_complete__
+
+
+def _answer_with_unknown_fields() -> dict:
+    # an answer as the SDK's wire conversion leaves it, with fields no model knows at every level
+    return {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {"text": "a", "thought": False, "futurePartField": 1},
+                        {"function_call": {"name": "f", "args": {"x": [1, {"y": 2}]}, "extra": 3}},
+                        {"inline_data": {"mime_type": "text/plain", "data": "eA==", "what": 4}},
+                    ],
+                    "role": "model",
+                    "unknown": {"nested": True},
+                },
+                "finish_reason": "STOP",
+                "safety_ratings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "LOW", "z": 1}],
+                "citation_metadata": {"citations": [{"start_index": 1, "uri": "u", "new": 2}]},
+                "grounding_metadata": {"web_search_queries": ["q"], "later": {"a": 1}},
+                "index": 0,
+                "newCandidateField": [1, 2],
+            },
+            {"content": {"parts": [], "role": "model"}, "finishReason": "MAX_TOKENS"},
+        ],
+        "usage_metadata": {
+            "prompt_token_count": 3,
+            "promptTokensDetails": [{"modality": "TEXT", "token_count": 3, "extra": 1}],
+            "futureCount": 9,
+        },
+        "prompt_feedback": {"block_reason": None, "unknown": "x"},
+        "model_version": "m",
+        "sdk_http_response": {"headers": {"a": "b"}},
+        "automatic_function_calling_history": [{"parts": [{"text": "h", "odd": 1}], "role": "user"}],
+        "topLevelNew": {"x": 1},
+    }
+
+
+def test_response_pruning_keeps_and_drops_what_the_sdk_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from google.genai import _common, types
+
+    fast = _common._remove_extra_fields
+    original = fast.__wrapped__
+    pruned = {}
+    for model in (types.GenerateContentResponse, types.Candidate, types.Content):
+        answer = _answer_with_unknown_fields()
+        if model is types.Candidate:
+            answer = answer["candidates"][0]
+        elif model is types.Content:
+            answer = answer["candidates"][0]["content"]
+        ours, theirs = copy.deepcopy(answer), copy.deepcopy(answer)
+        for _ in range(2):  # the second pass runs on the remembered plans
+            ours = copy.deepcopy(answer)
+            fast(model, ours)
+        with monkeypatch.context() as m:
+            m.setattr(_common, "_remove_extra_fields", original)  # its recursion must be its own too
+            original(model, theirs)
+        assert ours == theirs
+        assert ours != answer  # something was dropped
+        pruned[model] = ours
+    whole = str(pruned[types.GenerateContentResponse])
+    assert "futurePartField" not in whole and "topLevelNew" not in whole and "'z'" not in whole
+    assert "'x': [1, {'y': 2}]" in whole  # free-form JSON (function call args) is left alone

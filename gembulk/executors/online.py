@@ -88,6 +88,7 @@ class OnlineExecutor:
         # The media stage sits between feeder and workers: up to `media_window` rows have their
         # attachments read, downloaded or uploaded at once, so downloads overlap the model's latency.
         window = asyncio.Semaphore(self._media_window)
+        started = 0
         async with asyncio.TaskGroup() as resolving:
             async for request in requests:
                 if self._stopping.is_set():
@@ -95,8 +96,16 @@ class OnlineExecutor:
                 if request.attachments and self._media is not None:
                     await window.acquire()
                     resolving.create_task(self._resolve(request, queue, emit, window))
-                else:
-                    await queue.put(request)
+                    continue
+                await queue.put(request)
+                if started < workers:
+                    # The first wave: let the worker just handed a request send it before the next
+                    # worker wakes. Otherwise every worker builds its request (~0.5 ms of SDK CPU each)
+                    # before any new connection is ready to write on, the whole wave goes out at once
+                    # after the last build, and its answers come back as one burst that queues behind
+                    # itself.
+                    started += 1
+                    await asyncio.sleep(0)
         # One end marker per worker. Not in a `finally`: when the group is cancelled (fatal error),
         # the workers are gone and a put on a full queue would never return.
         for _ in range(workers):
