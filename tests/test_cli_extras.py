@@ -186,10 +186,12 @@ def test_shard_is_part_of_the_job_identity(fake: FakeAPI, tmp_path: Path) -> Non
     assert bad.returncode == 2 and "--shard" in bad.stderr
 
 
-def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:
-    path = make_input(tmp_path, 5, {2: " [[fail:503:1]]"})
-    out = tmp_path / "out.jsonl"
-    args = [
+FAN_OUT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro")
+
+
+def fan_out_args(path: Path, out: Path) -> list[str]:
+    """`gembulk run` of a CSV on two models at once, into OUT."""
+    return [
         "run",
         str(path),
         "-t",
@@ -197,10 +199,16 @@ def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAP
         "-o",
         str(out),
         "-m",
-        "gemini-2.5-flash",
+        FAN_OUT_MODELS[0],
         "-m",
-        "gemini-2.5-pro",
+        FAN_OUT_MODELS[1],
     ]
+
+
+def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:
+    path = make_input(tmp_path, 5, {2: " [[fail:503:1]]"})
+    out = tmp_path / "out.jsonl"
+    args = fan_out_args(path, out)
     first = run_cli([*args, "--max-attempts", "1"], fake.url)
     assert first.returncode == 1  # the first attempt of row 2 fails, on each model
     records = read_jsonl(out)
@@ -220,18 +228,7 @@ def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAP
 def test_fan_out_with_batch_makes_a_job_per_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:
     path = make_input(tmp_path, 4, {2: " [[fail:503:1]]"})
     out = tmp_path / "out.jsonl"
-    args = [
-        "run",
-        str(path),
-        "-t",
-        "{text}",
-        "-o",
-        str(out),
-        "-m",
-        "gemini-2.5-flash",
-        "-m",
-        "gemini-2.5-pro",
-    ]
+    args = fan_out_args(path, out)
     online = run_cli([*args, "--max-attempts", "1"], fake.url)
     assert online.returncode == 1  # row 2 failed on each model: two pairs left
     batch = run_cli([*args, "--batch", "--fallback", "online", "--poll-interval", "0.05"], fake.url)
