@@ -11,19 +11,16 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 import aiohttp
 
 from gembulk.attachments import file_digest, media_type
 from gembulk.client import GeminiClient, environment_routes_requests
 from gembulk.records import Attachment, CallFailed, MediaPart, PromptRequest, RowError
-from gembulk.retry import RetryPolicy, Verdict, build_retrying, classify
+from gembulk.retry import RetryPolicy, Verdict, call_with_retries, classify
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 # Gemini takes at most 20 MB in one request, and inline bytes travel as base64 (4/3 larger): 14 MiB of
 # attachments per request stay under it with room for the prompt. Larger ones go through the Files API.
@@ -177,7 +174,9 @@ class MediaResolver:
         source: str | bytes = item.data if item.data is not None else str(item.path)
         name = os.path.basename(item.attachment.value.split("?")[0]) or "attachment"
         try:
-            uploaded = await self._retrying(lambda: self._client.upload_media(source, item.mime_type, name))
+            uploaded = await call_with_retries(
+                self._policy, lambda: self._client.upload_media(source, item.mime_type, name)
+            )
         except CallFailed as failure:
             raise self._row_failure(failure, "ATTACHMENT_UPLOAD_FAILED", f"uploading {name}") from failure
         if uploaded.file_name:
@@ -186,7 +185,7 @@ class MediaResolver:
 
     async def _look_up(self, attachment: Attachment) -> MediaPart:
         try:
-            found = await self._retrying(lambda: self._client.media_file(attachment.value))
+            found = await call_with_retries(self._policy, lambda: self._client.media_file(attachment.value))
         except CallFailed as failure:
             if failure.code in (403, 404) and failure.reason is None:
                 # The real API answers 403 "...or it may not exist" for a name it does not hold.
@@ -201,16 +200,10 @@ class MediaResolver:
         message = f"{what}: {failure.status}: {failure.message}"
         return AttachmentFailed(RowError(status, message, failure.code))
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        async for attempt in build_retrying(self._policy):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
     async def _download(self, attachment: Attachment) -> _Loaded:
         async with self._download_slots:
             try:
-                loaded = await self._retrying(lambda: self._fetch(attachment))
+                loaded = await call_with_retries(self._policy, lambda: self._fetch(attachment))
             except CallFailed as failure:
                 error = RowError("ATTACHMENT_DOWNLOAD_FAILED", f"{attachment.describe()}: {failure.message}")
                 raise AttachmentFailed(replace(error, code=failure.code)) from failure

@@ -8,10 +8,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import tenacity
 
 from gembulk.records import CallFailed
+
+T = TypeVar("T")
 
 # 408 and 429 mean "try later"; 5xx are the service's own trouble. Other 4xx are the request's fault.
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -120,3 +123,16 @@ def build_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+async def call_with_retries(
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    *,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+) -> T:
+    """`await call()`, retried as `build_retrying` says; the last CallFailed is raised as it is."""
+    async for attempt in build_retrying(policy, on_retry=on_retry):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity re-raises the last error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gembulk.records import CallFailed, QuotaViolation
-from gembulk.retry import RetryPolicy, Verdict, backoff_for, build_retrying, classify
+from gembulk.retry import RetryPolicy, Verdict, backoff_for, build_retrying, call_with_retries, classify
 from tests.clock import FakeClock
 
 PER_MINUTE = QuotaViolation("GenerateRequestsPerMinutePerProjectPerModel", 1200)
@@ -125,3 +125,26 @@ async def test_non_call_errors_propagate_untouched() -> None:
     with pytest.raises(RuntimeError):
         await build_retrying(RetryPolicy(), sleep=clock.sleep, clock=clock)(attempt)
     assert clock.sleeps == []
+
+
+async def test_call_with_retries_retries_transient_failures_and_raises_others() -> None:
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.0, jitter=0.0)
+    answers: list[Exception | str] = [CallFailed("UNAVAILABLE", "busy", code=503)] * 2 + ["done"]
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        answer = answers[calls - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await call_with_retries(policy, flaky) == "done" and calls == 3
+
+    async def refused() -> str:
+        raise CallFailed("NOT_FOUND", "gone", code=404)
+
+    with pytest.raises(CallFailed) as raised:
+        await call_with_retries(policy, refused)
+    assert raised.value.code == 404

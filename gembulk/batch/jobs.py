@@ -17,7 +17,7 @@ from gembulk.client import GeminiClient
 from gembulk.errors import BatchError, FatalAPIError, GembulkError, NotReadyError
 from gembulk.observer import RunObserver
 from gembulk.records import CallFailed
-from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
+from gembulk.retry import RetryEvent, RetryPolicy, Verdict, call_with_retries, classify
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +205,10 @@ class BatchService:
         self._on_retry = on_retry
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        retrying = build_retrying(self.policy, on_retry=self._on_retry)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    result = await call()
+            return await call_with_retries(self.policy, call, on_retry=self._on_retry)
         except CallFailed as failure:
             raise _fatal(what, failure) from failure
-        return result
 
     async def upload(self, path: str, display_name: str) -> str:
         return await self._retry(
