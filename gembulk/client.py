@@ -365,14 +365,18 @@ class GeminiClient:
     async def upload_file(self, path: str, *, display_name: str) -> str:
         """Upload a local file (resumable, sent by the SDK in 8 MiB chunks); returns its "files/…" name."""
         config = types.UploadFileConfig(mime_type=BATCH_INPUT_MIME_TYPE, display_name=display_name)
+        return str((await self._upload(path, config)).name)
+
+    async def _upload(self, file: str | io.BytesIO, config: types.UploadFileConfig) -> types.File:
+        """files.upload with no time limit; the answer names the file, else CallFailed."""
         try:
-            uploaded = await self._sdk(self.aio.files.upload(file=path, config=config), timeout=None)
+            uploaded = await self._sdk(self.aio.files.upload(file=file, config=config), timeout=None)
         except (ValueError, KeyError) as exc:
             # The SDK's own upload failures: no upload URL returned, or the upload never finalized.
             raise CallFailed("UPLOAD_FAILED", self._scrub(f"upload failed: {exc}"), transport=True) from exc
         if not uploaded.name:
             raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
-        return str(uploaded.name)
+        return uploaded
 
     async def upload_media(self, source: str | bytes, mime_type: str, display_name: str) -> UploadedMedia:
         """Upload an attachment (a path, or bytes in memory) and wait until the file can be used.
@@ -381,12 +385,8 @@ class GeminiClient:
         refused, so the file is polled (1 s, growing to 10 s) within the client's timeout.
         """
         config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name[:512])
-        file = io.BytesIO(source) if isinstance(source, bytes) else source
-        try:
-            uploaded = await self._sdk(self.aio.files.upload(file=file, config=config), timeout=None)
-        except (ValueError, KeyError) as exc:
-            raise CallFailed("UPLOAD_FAILED", self._scrub(f"upload failed: {exc}"), transport=True) from exc
-        name = str(uploaded.name or "")
+        uploaded = await self._upload(io.BytesIO(source) if isinstance(source, bytes) else source, config)
+        name = str(uploaded.name)
         delay = 1.0
         try:
             async with asyncio.timeout(self._timeout):
@@ -400,8 +400,8 @@ class GeminiClient:
             ) from None
         if uploaded.state == types.FileState.FAILED:
             raise CallFailed("FILE_PROCESSING_FAILED", f"the Files API could not process {name}")
-        if not name or not uploaded.uri:
-            raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
+        if not uploaded.uri:
+            raise CallFailed("BAD_RESPONSE", f"the upload answer gives {name} no URI", transport=True)
         return UploadedMedia(name, MediaPart(uploaded.mime_type or mime_type, file_uri=uploaded.uri))
 
     async def media_file(self, name: str) -> UploadedMedia:
