@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_INLINE_LIMIT = 14 * 1024 * 1024
 # The Files API's own cap on one file.
 MAX_ATTACHMENT_BYTES = 2 * 1024**3
-DEFAULT_DOWNLOADS = 16
 _CHUNK = 1 << 16
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/unknown"})
 
@@ -83,7 +82,7 @@ class MediaResolver:
         policy: RetryPolicy,
         *,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
-        downloads: int = DEFAULT_DOWNLOADS,
+        downloads: int,
         timeout: float | None = None,
         scratch_dir: str | None = None,
     ) -> None:
@@ -91,14 +90,13 @@ class MediaResolver:
         self._policy = policy
         self._inline_limit = inline_limit
         self._download_slots = asyncio.Semaphore(downloads)
+        self.window = downloads  # rows an executor resolves ahead of its workers
         self._timeout = timeout
         self._scratch_dir = scratch_dir
         self._session: aiohttp.ClientSession | None = None
         self._uploads = _Once()
         self._lookups = _Once()
         self.uploaded: list[str] = []  # "files/…" names this run created, for deleting afterwards
-        self.downloads = 0
-        self.downloaded_bytes = 0
 
     async def __aenter__(self) -> MediaResolver:
         timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=30)
@@ -207,8 +205,6 @@ class MediaResolver:
             except CallFailed as failure:
                 error = RowError("ATTACHMENT_DOWNLOAD_FAILED", f"{attachment.describe()}: {failure.message}")
                 raise AttachmentFailed(replace(error, code=failure.code)) from failure
-        self.downloads += 1
-        self.downloaded_bytes += loaded.size
         return loaded
 
     async def _fetch(self, attachment: Attachment) -> _Loaded:

@@ -260,9 +260,7 @@ def _make_executor(
 
     def online(budget: Budget | None = None) -> OnlineExecutor:
         scheduler = Scheduler(options.limits, stats)
-        return OnlineExecutor(
-            client, scheduler, options.retry, stats, budget, media=media, media_window=options.downloads
-        )
+        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media)
 
     if options.batch is None and options.max_cost is not None:
         budget = Budget(
@@ -294,7 +292,6 @@ def _make_executor(
         online=online,
         stdin_spool=prepared.spool,
         media=media,
-        media_window=options.downloads,
     )
 
 

@@ -126,10 +126,10 @@ def loaded(size: int) -> _Loaded:
 
 
 def test_the_smallest_attachments_go_inline_within_the_limit() -> None:
-    resolver = MediaResolver(None, RetryPolicy(), inline_limit=100)  # type: ignore[arg-type]
+    resolver = MediaResolver(None, RetryPolicy(), inline_limit=100, downloads=4)  # type: ignore[arg-type]
     items = [loaded(80), loaded(10), loaded(30), loaded(50)]
     assert [i.size for i in resolver._choose_inline(items)] == [10, 30, 50]
-    nothing = MediaResolver(None, RetryPolicy(), inline_limit=0)  # type: ignore[arg-type]
+    nothing = MediaResolver(None, RetryPolicy(), inline_limit=0, downloads=4)  # type: ignore[arg-type]
     assert nothing._choose_inline(items) == []
 
 

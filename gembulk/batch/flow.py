@@ -139,7 +139,7 @@ def options_from_state(
         timeout=online.get("timeout"),
         attach=tuple(state.attach),
         cache_path=state.cache_path,
-        downloads=int(online.get("downloads") or 16),
+        downloads=int(online.get("downloads") or online["concurrency"]),
         api_key=how.api_key,
         base_url=how.base_url,
         progress=how.progress,

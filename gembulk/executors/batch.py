@@ -74,10 +74,8 @@ class BatchExecutor:
         online: Callable[[], Executor] | None = None,
         stdin_spool: str | None = None,
         media: MediaResolver | None = None,
-        media_window: int = 16,
     ) -> None:
         self._media = media
-        self._media_window = media_window
         self._service = service
         self._options = options
         self._state = state
@@ -155,7 +153,7 @@ class BatchExecutor:
                 yield request
             return
         try:
-            async for request, resolved in resolve_in_order(requests, self._media, self._media_window):
+            async for request, resolved in resolve_in_order(requests, self._media, self._media.window):
                 if isinstance(resolved, RowError):
                     failures[request.id] = resolved.to_json()
                 else:

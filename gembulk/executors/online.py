@@ -50,7 +50,6 @@ class OnlineExecutor:
         stats: RunStats,
         budget: Budget | None = None,
         media: MediaResolver | None = None,
-        media_window: int = 16,
     ) -> None:
         self._client = client
         self._scheduler = scheduler
@@ -58,7 +57,6 @@ class OnlineExecutor:
         self._stats = stats
         self._budget = budget
         self._media = media
-        self._media_window = media_window
         self._stopping = asyncio.Event()
         self._budget_reached = False
 
@@ -85,9 +83,9 @@ class OnlineExecutor:
         workers: int,
         emit: Emit,
     ) -> None:
-        # The media stage sits between feeder and workers: up to `media_window` rows have their
+        # The media stage sits between feeder and workers: up to `--downloads` rows have their
         # attachments read, downloaded or uploaded at once, so downloads overlap the model's latency.
-        window = asyncio.Semaphore(self._media_window)
+        window = asyncio.Semaphore(self._media.window if self._media is not None else 1)
         started = 0
         async with asyncio.TaskGroup() as resolving:
             async for request in requests:
