@@ -134,29 +134,13 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
             started_display = True
             observer.start(stats, title=", ".join(options.models))
 
+    record = _recorder(output, prepared, stats, default_mode)
+
     async def emit(request: PromptRequest, outcome: Outcome) -> None:
         nonlocal written
         start_display()
-        record = build_record(
-            request.row,
-            request.model,
-            outcome,
-            with_parsed=prepared.schema is not None,
-            mode=outcome.extra.get("mode", default_mode),
-        )
-        await output.write(record)
+        await record(request, outcome)
         written += 1
-        stats.add_usage(outcome.usage)
-        if not outcome.extra.get("cached"):
-            cost = prepared.prices.cost(request.model, outcome.usage, batch=record.get("mode") == "batch")
-            if cost is None:
-                stats.cost_known = False
-            else:
-                stats.cost_usd += cost
-        if outcome.error is None:
-            stats.ok += 1
-        else:
-            stats.add_failure(outcome.error.status)
 
     started = time.monotonic()
     if not batch:  # a batch run shows its jobs' phases first, the row display once rows arrive
@@ -393,11 +377,10 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
             assert isinstance(made, BatchExecutor)
             executor = made
             source = request_source(prepared, options, done, stats)
-            submission = executor.submit(source)
             if options.cache_path is not None:
                 cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
-                submission = cached.submit(source, _hit_writer(output, prepared, stats))
-            task = asyncio.create_task(submission)
+                source = cached.misses(source, _recorder(output, prepared, stats, "batch"))
+            task = asyncio.create_task(executor.submit(source))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
             await output.aclose()
@@ -431,18 +414,28 @@ async def _detach(options: RunOptions, prepared: Prepared, observer: RunObserver
     return RunResult(exit_code, stats, elapsed, error, jobs)
 
 
-def _hit_writer(output: _Output, prepared: Prepared, stats: RunStats) -> Emit:
-    """Writes the cache's answers of a detached submission to OUT, as the fetch would have."""
+def _recorder(output: _Output, prepared: Prepared, stats: RunStats, default_mode: str | None) -> Emit:
+    """Writes each outcome's record to OUT and counts it: ok or failed, tokens and cost."""
 
-    async def write(request: PromptRequest, outcome: Outcome) -> None:
-        record = build_record(
-            request.row, request.model, outcome, with_parsed=prepared.schema is not None, mode="batch"
+    async def record(request: PromptRequest, outcome: Outcome) -> None:
+        mode = outcome.extra.get("mode", default_mode)
+        built = build_record(
+            request.row, request.model, outcome, with_parsed=prepared.schema is not None, mode=mode
         )
-        await output.write(record)
-        stats.ok += 1
+        await output.write(built)
         stats.add_usage(outcome.usage)
+        if not outcome.extra.get("cached"):  # an answer from the cache costs nothing
+            cost = prepared.prices.cost(request.model, outcome.usage, batch=mode == "batch")
+            if cost is None:
+                stats.cost_known = False
+            else:
+                stats.cost_usd += cost
+        if outcome.error is None:
+            stats.ok += 1
+        else:
+            stats.add_failure(outcome.error.status)
 
-    return write
+    return record
 
 
 async def collect(target: str, output: str | None, how: CollectOptions, observer: RunObserver) -> RunResult:

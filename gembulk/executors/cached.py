@@ -43,15 +43,15 @@ class CachedExecutor:
                 self._cache.put(await self._key(request), request.model, outcome)
             await emit(request, outcome)
 
-        await self._inner.run(self._misses(requests, emit), store_and_emit)
+        await self._inner.run(self.misses(requests, emit), store_and_emit)
 
-    async def submit(self, requests: RequestSource, emit: Emit) -> None:
-        """`--batch --detach`: emit the hits now and submit only the misses (the batch executor's
-        `submit`); their answers reach the cache when `batch wait|fetch` collects them."""
-        submit = getattr(self._inner, "submit")  # noqa: B009 (only the batch executor has it)
-        await submit(self._misses(requests, emit))
+    def misses(self, requests: RequestSource, emit: Emit) -> RequestSource:
+        """The requests the cache cannot answer; the hits are emitted on the first pass.
 
-    def _misses(self, requests: RequestSource, emit: Emit) -> RequestSource:
+        `run` hands these to the executor it wraps; `--batch --detach` submits them directly (their
+        answers reach the cache when `batch wait|fetch` collects them through `run`).
+        """
+
         def misses() -> AsyncIterator[PromptRequest]:
             return self._pass(requests, emit)
 
@@ -59,18 +59,17 @@ class CachedExecutor:
 
     async def _pass(self, requests: RequestSource, emit: Emit) -> AsyncIterator[PromptRequest]:
         first_pass = self._hits is None
-        if first_pass:
-            self._hits = set()
+        hits = self._hits = set() if self._hits is None else self._hits
         async for request in requests():
             pair = (request.id, request.model)
             if first_pass:
                 hit = self._cache.get(await self._key(request))
                 if hit is not None:
-                    self._hits.add(pair)  # type: ignore[union-attr]
+                    hits.add(pair)
                     self._stats.cache_hits += 1
                     await emit(request, replace(hit, extra={**hit.extra, "cached": True}))
                     continue
-            elif pair in self._hits:  # type: ignore[operator]
+            elif pair in hits:
                 continue
             yield request
 
