@@ -1,12 +1,14 @@
-"""Small JSON files on disk: read one with a one-line error, write one atomically."""
+"""Files replaced whole on disk: read a small JSON file with a one-line error, replace any file atomically."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from gembulk.errors import GembulkError
 
@@ -32,19 +34,31 @@ def fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
-def write_json_atomic(path: str, payload: Any, *, sort_keys: bool = False) -> None:
-    """Temp file in the same directory, fsync, rename: a reader (or a crash) sees the old or the new file."""
+@contextlib.contextmanager
+def replaced_atomically(
+    path: str, *, prefix: str = ".gembulk-", suffix: str = ".tmp", keep_mode: bool = False
+) -> Iterator[BinaryIO]:
+    """Write a temp file beside `path`, fsync it and rename it over `path`: a reader (or a crash) sees
+    the old file or the new one, never half. An error inside the block leaves `path` untouched."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gembulk-", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=sort_keys, ensure_ascii=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_mode and os.path.exists(path):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+def write_json_atomic(path: str, payload: Any, *, sort_keys: bool = False) -> None:
+    """The payload as indented JSON, replacing `path` atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
+    with replaced_atomically(path) as handle:
+        handle.write(text.encode("utf-8"))

@@ -8,9 +8,7 @@ import csv
 import io
 import json
 import os
-import stat
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ import aiofiles
 import aiofiles.os
 
 from gembulk.errors import InputError, OutputConflictError, UsageError
-from gembulk.jsonfiles import fsync_directory
+from gembulk.jsonfiles import replaced_atomically
 
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
 CSV_BASE_COLUMNS: tuple[str, ...] = (
@@ -674,22 +672,14 @@ def _record_at(source: BinaryIO, offset: int, csv_format: bool) -> bytes:
 
 def _rewrite(path: str, header_end: int, offsets: list[int], csv_format: bool) -> None:
     """Copy the header and the chosen records to a temp file beside path, then swap it in atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX)
-    try:
-        with open(path, "rb") as source, os.fdopen(fd, "wb") as target:
-            target.write(source.read(header_end))
-            for offset in offsets:
-                target.write(_record_at(source, offset, csv_format))
-            target.flush()
-            os.fsync(target.fileno())
-        os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    fsync_directory(directory)
+    prefix = f".{os.path.basename(path)}."
+    with (
+        open(path, "rb") as source,
+        replaced_atomically(path, prefix=prefix, suffix=_TEMP_SUFFIX, keep_mode=True) as target,
+    ):
+        target.write(source.read(header_end))
+        for offset in offsets:
+            target.write(_record_at(source, offset, csv_format))
 
 
 async def compact(path: str, fmt: str) -> int:
