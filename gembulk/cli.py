@@ -578,6 +578,12 @@ def fake_server(
     model: Annotated[
         list[str] | None, typer.Option(help="Another model name to accept (repeatable).")
     ] = None,
+    lenient: Annotated[
+        bool, typer.Option(help="Accept requests the real API refuses (no request validation).")
+    ] = False,
+    file_processing: Annotated[
+        float, typer.Option(help="Seconds an uploaded video stays PROCESSING before it is ACTIVE.")
+    ] = 1.0,
 ) -> None:
     from gembulk.fake import FakeConfig, serve
 
@@ -599,6 +605,8 @@ def fake_server(
             batch_running=batch_running,
             seed=seed,
             models=tuple(model or ()),
+            lenient=lenient,
+            file_processing=file_processing,
         )
     )
 

@@ -7,14 +7,8 @@ import json
 import pytest
 
 from gembulk.fake import count_tokens, expected_text
-from gembulk.fake.content import (
-    Markers,
-    answer_text,
-    build_response,
-    parse_markers,
-    parse_request,
-    stream_chunks,
-)
+from gembulk.fake.answer import answer_text, build_response, stream_chunks
+from gembulk.fake.content import Markers, parse_markers, parse_request
 
 
 def _prompt(text: str, **config: object) -> object:

@@ -1,4 +1,5 @@
-"""A faithful local fake of the Gemini Developer API (generateContent, countTokens, Files, Batches).
+"""A faithful local fake of the Gemini Developer API: generateContent, countTokens, models.get/list, Files,
+Batches, cachedContents and embeddings, refusing what the real API refuses (--lenient to accept it).
 
 Point the real google-genai SDK at it with ``HttpOptions(base_url=url)`` or ``GOOGLE_GEMINI_BASE_URL``.
 Prompt markers (anywhere in the user text) steer it: ``[[block]]``/``[[block:REASON]]``, ``[[safety]]``,
@@ -12,6 +13,7 @@ Control endpoints for tests: ``GET /_fake/stats``, ``POST /_fake/reset``, ``GET|
 
 from gembulk.fake.config import BUILTIN_MODELS, FakeConfig
 from gembulk.fake.content import count_tokens, expected_text
+from gembulk.fake.embeddings import vector
 from gembulk.fake.server import FakeServer, serve
 
-__all__ = ["BUILTIN_MODELS", "FakeConfig", "FakeServer", "count_tokens", "expected_text", "serve"]
+__all__ = ["BUILTIN_MODELS", "FakeConfig", "FakeServer", "count_tokens", "expected_text", "serve", "vector"]

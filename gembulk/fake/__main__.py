@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> FakeConfig:
     p.add_argument("--batch-running", type=float, default=d.batch_running)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--model", action="append", default=[], help="an extra accepted model name (repeatable)")
+    p.add_argument(
+        "--lenient", action="store_true", help="accept requests the real API refuses (no validation)"
+    )
+    p.add_argument(
+        "--file-processing", type=float, default=d.file_processing, help="seconds a video stays PROCESSING"
+    )
     a = p.parse_args(argv)
     return FakeConfig(
         host=a.host,
@@ -47,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> FakeConfig:
         batch_running=a.batch_running,
         seed=a.seed,
         models=tuple(a.model),
+        lenient=a.lenient,
+        file_processing=a.file_processing,
     )
 
 

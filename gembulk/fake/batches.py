@@ -1,9 +1,11 @@
-"""The fake Batch API: time-driven batch lifecycle, results computed at completion, Operation bodies."""
+"""The fake Batch API: time-driven batch lifecycle, results computed at completion, Operation bodies.
+
+Generation jobs (batchGenerateContent) and embedding jobs (asyncBatchEmbedContent) share the store,
+the lifecycle and batches.get/list/cancel/delete, as on the real API.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
 import time
 from collections.abc import Callable
@@ -12,15 +14,22 @@ from typing import Any
 
 from aiohttp import web
 
-from gembulk.fake import content, wire
+from gembulk.fake import answer, content, embeddings, wire
+from gembulk.fake.batch_input import Entry, Reader
+from gembulk.fake.caches import CacheStore
 from gembulk.fake.files import FileStore, new_id, paginate, rfc3339
+from gembulk.fake.generate import resolve
+from gembulk.fake.models import ModelSpec
+from gembulk.fake.wire import Refusal
 
-_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
-_OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+_PACKAGE = "type.googleapis.com/google.ai.generativelanguage.v1main"
+# The embedding job's type names follow the generation job's (…Batch / …BatchOutput); not seen verbatim.
+_TYPES = {
+    "generate": (f"{_PACKAGE}.GenerateContentBatch", f"{_PACKAGE}.GenerateContentBatchOutput"),
+    "embed": (f"{_PACKAGE}.EmbedContentBatch", f"{_PACKAGE}.EmbedContentBatchOutput"),
+}
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
-# Per-request errors inside a batch carry gRPC numeric codes (3 = INVALID_ARGUMENT, 7 = PERMISSION_DENIED).
-_INVALID = (3, "INVALID_ARGUMENT")
-_DENIED = (7, "PERMISSION_DENIED")
+_DENIED = Refusal(403, "The caller does not have permission")
 # A [[fail:CODE]] row fails its one batch attempt with the gRPC form of that HTTP error.
 _TRANSIENT = {
     429: (8, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
@@ -31,22 +40,14 @@ _TRANSIENT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One request of a batch: its key/metadata and either a parsed prompt or why it cannot run."""
-
-    key: str | None
-    metadata: Any
-    prompt: content.Prompt | None
-    problem: str | None = None
-
-
 @dataclass(slots=True)
 class Batch:
     """A batch job; its state follows from the clock, except cancellation."""
 
     batch_id: str
-    model: str
+    kind: str  # "generate" | "embed"
+    spec: ModelSpec
+    strict: bool
     display_name: str | None
     file_name: str | None  # input file for file batches, None for inline requests
     entries: list[Entry]
@@ -70,65 +71,24 @@ class Batch:
         return self.final_state
 
 
-def _entry_result(entry: Entry, model: str, files: FileStore) -> tuple[str, Any]:
-    """("response", GenerateContentResponse) or ("error", google.rpc.Status-like dict) for one request."""
-    if entry.prompt is not None:
-        resolved = content.with_files(entry.prompt, files.lookup)
-        if isinstance(resolved, str):
-            return "error", {"code": _DENIED[0], "message": resolved, "status": _DENIED[1]}
-        entry = dataclasses.replace(entry, prompt=resolved)
-    if entry.prompt is None:
-        code, status, message = *_INVALID, entry.problem or content.INVALID_ARGUMENT_MESSAGE
-    elif entry.prompt.markers.invalid:
-        code, status, message = *_INVALID, content.INVALID_ARGUMENT_MESSAGE
-    elif entry.prompt.markers.denied:
-        code, status, message = *_DENIED, "The caller does not have permission"
-    elif entry.prompt.markers.fail_code:
-        code, status, message = _TRANSIENT[entry.prompt.markers.fail_code]
-    else:
-        return "response", content.build_response(entry.prompt, model, content.response_id())
-    return "error", {"code": code, "message": message, "status": status}
-
-
-def _parse_entry(key: Any, metadata: Any, request: Any) -> Entry:
-    try:
-        return Entry(None if key is None else str(key), metadata, content.parse_request(request))
-    except content.BadRequest as exc:
-        return Entry(None if key is None else str(key), metadata, None, str(exc).strip())
-
-
-def parse_jsonl(data: bytes) -> list[Entry]:
-    """File-batch input lines {"key", "request"}; a malformed line becomes an entry that fails alone."""
-    entries = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            entries.append(Entry(None, None, None, "Invalid JSON payload received. Unexpected token."))
-            continue
-        if not isinstance(row, dict) or not isinstance(row.get("request"), dict):
-            key = row.get("key") if isinstance(row, dict) else None
-            entries.append(Entry(key, None, None, "Invalid JSON payload received. Missing 'request'."))
-            continue
-        entries.append(_parse_entry(row.get("key"), None, row["request"]))
-    return entries
-
-
 class BatchStore:
     """All batch jobs; results are computed the first time a finished job is looked at."""
 
-    def __init__(self, files: FileStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, files: FileStore, caches: CacheStore, clock: Callable[[], float] = time.time) -> None:
         self.files = files
+        self.caches = caches
         self.clock = clock
         self.batches: dict[str, Batch] = {}
         self.created_count = 0
 
-    def create(self, model: str, body: Any, pending: float, running: float, seed: int) -> web.Response:
+    def create(self, reader: Reader, body: Any, pending: float, running: float, seed: int) -> web.Response:
+        """POST models/{m}:batchGenerateContent or :asyncBatchEmbedContent, read by `reader`."""
+        request = (
+            "BatchGenerateContentRequest" if reader.kind == "generate" else "AsyncBatchEmbedContentRequest"
+        )
         batch = body.get("batch", body) if isinstance(body, dict) else None
         if not isinstance(batch, dict):
-            return wire.error(400, "* BatchGenerateContentRequest.batch: batch is required\n")
+            return wire.error(400, f"* {request}.batch: batch is required\n")
         display = batch.get("displayName") or batch.get("display_name")
         config = batch.get("inputConfig") or batch.get("input_config") or {}
         file_name = config.get("fileName") or config.get("file_name") if isinstance(config, dict) else None
@@ -136,27 +96,31 @@ class BatchStore:
             stored = self.files.get(str(file_name))
             if stored is None:
                 return wire.file_missing(str(file_name).removeprefix("files/"))
-            entries = parse_jsonl(stored.data)
+            entries = reader.lines(stored.data)
         else:
             inline = config.get("requests") if isinstance(config, dict) else None
             items = inline.get("requests") if isinstance(inline, dict) else None
             if not isinstance(items, list) or not items:
-                return wire.error(
-                    400, "* BatchGenerateContentRequest.batch.input_config: input_config is required\n"
-                )
-            entries = []
-            for item in items:
-                item = item if isinstance(item, dict) else {}
-                meta = item.get("metadata")
-                key = meta.get("key") if isinstance(meta, dict) else None
-                entries.append(_parse_entry(key, meta, item.get("request")))
+                return wire.error(400, f"* {request}.batch.input_config: input_config is required\n")
+            entries = reader.inline(items)
         final = "SUCCEEDED"
         if display and "[[batch:fail]]" in display:
             final = "FAILED"
         elif display and "[[batch:expire]]" in display:
             final = "EXPIRED"
         job = Batch(
-            new_id(36), model, display, file_name, entries, self.clock(), pending, running, final, seed
+            new_id(36),
+            reader.kind,
+            reader.spec,
+            reader.strict,
+            display,
+            file_name,
+            entries,
+            self.clock(),
+            pending,
+            running,
+            final,
+            seed,
         )
         self.batches[job.batch_id] = job
         self.created_count += 1
@@ -185,7 +149,7 @@ class BatchStore:
         return wire.ok({}) if self.batches.pop(batch_id, None) else _missing(batch_id)
 
     def _complete(self, job: Batch) -> None:
-        results = [(entry, *_entry_result(entry, job.model, self.files)) for entry in job.entries]
+        results = [(entry, *self._result(job, entry)) for entry in job.entries]
         job.failed = sum(1 for _, kind, _ in results if kind == "error")
         job.succeeded = len(results) - job.failed
         if job.file_name is None:
@@ -207,6 +171,27 @@ class BatchStore:
         self.files.put(name, b"".join(shuffled), "application/jsonl", name)
         job.output = {"responsesFile": f"files/{name}"}
 
+    def _result(self, job: Batch, entry: Entry) -> tuple[str, Any]:
+        """("response", the answer) or ("error", google.rpc.Status) for one request of a finished job."""
+        if entry.problem is not None:
+            return "error", entry.problem.batch_error()
+        if job.kind == "embed":
+            return embeddings.batch_result(entry.request, job.spec)
+        prompt = entry.prompt
+        assert prompt is not None and entry.request is not None
+        prompt = resolve(prompt, entry.request, job.spec, self.files, self.caches, job.strict)
+        if isinstance(prompt, Refusal):
+            return "error", prompt.batch_error()
+        marks = prompt.markers
+        if marks.invalid:
+            return "error", Refusal(400, content.INVALID_ARGUMENT_MESSAGE).batch_error()
+        if marks.denied:
+            return "error", _DENIED.batch_error()
+        if marks.fail_code:
+            code, status, message = _TRANSIENT[marks.fail_code]
+            return "error", {"code": code, "message": message, "status": status}
+        return "response", answer.build_response(prompt, job.spec.name, content.response_id())
+
     def _operation(self, job: Batch, inline: bool) -> dict[str, Any]:
         now = self.clock()
         state = job.state(now)
@@ -214,7 +199,8 @@ class BatchStore:
         if state == "SUCCEEDED" and job.output is None:
             self._complete(job)
         name = f"batches/{job.batch_id}"
-        meta: dict[str, Any] = {"@type": _BATCH_TYPE, "model": f"models/{job.model}"}
+        batch_type, output_type = _TYPES[job.kind]
+        meta: dict[str, Any] = {"@type": batch_type, "model": f"models/{job.spec.name}"}
         if job.display_name:
             meta["displayName"] = job.display_name
         if job.file_name:
@@ -244,7 +230,7 @@ class BatchStore:
                 "status": "INTERNAL",
             }
         elif output and "output" in meta:
-            operation["response"] = {"@type": _OUTPUT_TYPE, **output}
+            operation["response"] = {"@type": output_type, **output}
         return operation
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""The fake API's configuration: FakeConfig, the built-in model list, and live updates of both."""
+"""The fake API's configuration: FakeConfig and its live updates (the built-in models are in models.py)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-BUILTIN_MODELS = (
-    "gemini-2.5-flash",
-    "gemini-2.5-pro",
-    "gemini-2.5-flash-lite",
-    "gemini-2.5-flash-preview-09-2025",
-    "gemini-2.5-flash-lite-preview-09-2025",
-    "gemini-2.0-flash",
-    "gemini-2.0-flash-001",
-    "gemini-2.0-flash-lite",
-    "gemini-2.0-flash-lite-001",
-    "gemini-3-flash",
-    "gemini-3-flash-preview",
-    "gemini-3-pro-preview",
-    "gemini-flash-latest",
-    "gemini-flash-lite-latest",
-    "gemini-pro-latest",
-)
+from gembulk.fake.models import BUILTIN_MODELS
+
+__all__ = ["BUILTIN_MODELS", "FakeConfig", "updated_config"]
 
 
 @dataclass
@@ -45,6 +31,8 @@ class FakeConfig:
     batch_running: float = 2.0  # then RUNNING, then it ends
     seed: int = 0  # for the fault RNG and the result-file shuffle
     models: tuple[str, ...] = ()  # accepted besides BUILTIN_MODELS
+    lenient: bool = False  # accept what the real API refuses (no request validation), as before
+    file_processing: float = 1.0  # seconds an uploaded video stays PROCESSING
 
 
 _DEFAULTS = FakeConfig()

@@ -1,4 +1,4 @@
-"""Deterministic answers of the fake Gemini API: token counting, prompt markers and response bodies."""
+"""What the fake reads from a GenerateContentRequest: token counts, prompt markers, media and settings."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import binascii
 import contextlib
 import dataclasses
 import hashlib
-import itertools
-import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from gembulk.fake.validate import decode_bytes
 
 # Markers are looked for only when "[[" occurs, so ordinary prompts never pay for the regex.
 _MARKER_RE = re.compile(r"\[\[([a-z_]+)(?::([^\]]*))?\]\]")
@@ -98,13 +98,16 @@ def _field(obj: dict[str, Any], camel: str, snake: str) -> Any:
     return obj.get(snake) if value is None else value
 
 
+def _parts(content: Any) -> list[Any]:
+    """A content's parts; a single part stands for a one-element list, as protobuf JSON reads it."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [parts] if isinstance(parts, dict) else parts if isinstance(parts, list) else []
+
+
 def _texts(content: Any) -> str:
-    if not isinstance(content, dict):
-        return ""
-    parts = content.get("parts")
-    if not isinstance(parts, list):
-        return ""
-    return "".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "".join(
+        p["text"] for p in _parts(content) if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,24 +130,38 @@ def media_note(mime_type: str, size: int, sha256: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Settings:
+    """The generation settings that change the shape of an answer."""
+
+    candidate_count: int = 1
+    max_output_tokens: int | None = None
+    stop_sequences: tuple[str, ...] = ()
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     """What the fake reads from a GenerateContentRequest."""
 
     user: str  # concatenation (no separator) of all text parts of all contents
     system: str
-    tokens: int  # count_tokens(system + user) + MEDIA_TOKENS per media part: promptTokenCount and TPM
+    tokens: int  # count_tokens(system + user) + MEDIA_TOKENS per media part (+ cached): promptTokenCount, TPM
     markers: Markers
     mime: str | None = None
     schema: Any = None
     media: tuple[Media, ...] = ()
+    settings: Settings = DEFAULT_SETTINGS
+    cached_tokens: int = 0  # tokens of the cachedContent the request names (counted in `tokens` too)
+    cached_content: str | None = None  # the cachedContent name, as the request gave it
 
 
 def _media_parts(contents: list[Any]) -> tuple[Media, ...]:
     """inlineData / fileData parts (either spelling); BadRequest with the real API's words when bad."""
     found: list[Media] = []
     for content in contents:
-        parts = content.get("parts") if isinstance(content, dict) else None
-        for part in parts if isinstance(parts, list) else ():
+        for part in _parts(content):
             if not isinstance(part, dict):
                 continue
             inline = _field(part, "inlineData", "inline_data")
@@ -152,7 +169,7 @@ def _media_parts(contents: list[Any]) -> tuple[Media, ...]:
                 mime = str(_field(inline, "mimeType", "mime_type") or "")
                 _check_media_type(mime)
                 try:
-                    data = _bytes_field(str(inline.get("data") or ""))
+                    data = decode_bytes(str(inline.get("data") or ""))
                 except (binascii.Error, ValueError):
                     raise BadRequest(
                         "Invalid value at 'contents[0].parts[0].inline_data.data' (TYPE_BYTES), "
@@ -168,12 +185,6 @@ def _media_parts(contents: list[Any]) -> tuple[Media, ...]:
     return tuple(found)
 
 
-def _bytes_field(text: str) -> bytes:
-    # protobuf-JSON bytes: standard or URL-safe base64 (the SDK sends URL-safe), padding optional.
-    standard = text.replace("-", "+").replace("_", "/")
-    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
-
-
 def _check_media_type(mime: str) -> None:
     if not mime.startswith(_MEDIA_PREFIXES):
         raise BadRequest(f"Unsupported MIME type: {mime}")
@@ -184,6 +195,8 @@ def parse_request(body: Any) -> Prompt:
     if not isinstance(body, dict):
         raise BadRequest("Invalid JSON payload received. Expected an object.")
     contents = body.get("contents")
+    if isinstance(contents, dict):  # protobuf JSON reads a single value as a one-element list
+        contents = [contents]
     if not isinstance(contents, list) or not contents:
         raise BadRequest("* GenerateContentRequest.contents: contents is not specified\n")
     user = "".join(_texts(c) for c in contents)
@@ -191,13 +204,37 @@ def parse_request(body: Any) -> Prompt:
     system = _texts(_field(body, "systemInstruction", "system_instruction"))
     config = _field(body, "generationConfig", "generation_config")
     mime = schema = None
+    settings = DEFAULT_SETTINGS
     if isinstance(config, dict):
         mime = _field(config, "responseMimeType", "response_mime_type")
         schema = _field(config, "responseJsonSchema", "response_json_schema")
         if schema is None:
             schema = _field(config, "responseSchema", "response_schema")
+        settings = _settings(config)
     tokens = count_tokens(system + user) + MEDIA_TOKENS * len(media)
-    return Prompt(user, system, tokens, parse_markers(user), mime, schema, media)
+    cached = _field(body, "cachedContent", "cached_content")
+    cached = str(cached) if cached else None
+    return Prompt(user, system, tokens, parse_markers(user), mime, schema, media, settings, 0, cached)
+
+
+def _settings(config: dict[str, Any]) -> Settings:
+    count = _int(_field(config, "candidateCount", "candidate_count"))
+    limit = _int(_field(config, "maxOutputTokens", "max_output_tokens"))
+    stops = _field(config, "stopSequences", "stop_sequences")
+    stops = [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []
+    sequences = tuple(s for s in stops if isinstance(s, str) and s)
+    if count is None and limit is None and not sequences:
+        return DEFAULT_SETTINGS
+    return Settings(max(1, count or 1), limit if limit is None or limit > 0 else None, sequences)
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def with_files(prompt: Prompt, lookup: Callable[[str], tuple[str, bytes] | None]) -> Prompt | str:
@@ -222,155 +259,11 @@ def with_files(prompt: Prompt, lookup: Callable[[str], tuple[str, bytes] | None]
 FILE_DENIED = "You do not have permission to access the File {file_id} or it may not exist."
 
 
-def answer_text(prompt: Prompt, model: str) -> str:
-    """The answer text: expected_text, or a JSON document when JSON output was asked for."""
-    if prompt.mime == "application/json":
-        if isinstance(prompt.schema, dict):
-            value = _fake_value(prompt.schema, prompt.schema, prompt.user, "value", 0)
-        else:
-            value = {"answer": expected_text(prompt.user, model)}
-        return json.dumps(value, ensure_ascii=False)
-    if prompt.mime == "text/x.enum" and isinstance(prompt.schema, dict) and prompt.schema.get("enum"):
-        return str(prompt.schema["enum"][0])
-    text = expected_text(prompt.user, model)
-    if prompt.media:
-        text += " " + " ".join(m.note() for m in prompt.media)
-    return text
-
-
-def _schema_type(schema: dict[str, Any]) -> str:
-    kind = schema.get("type")
-    if isinstance(kind, list):  # JSON schema ["string", "null"]: take the first non-null type
-        kind = next((k for k in kind if str(k).lower() != "null"), "null")
-    if isinstance(kind, str):
-        return kind.lower()
-    if "properties" in schema:
-        return "object"
-    if "items" in schema:
-        return "array"
-    return "string"
-
-
-def _fake_value(schema: Any, root: dict[str, Any], prompt: str, name: str, depth: int) -> Any:
-    """A value that conforms to an OpenAPI-subset (uppercase) or JSON-schema (lowercase) schema."""
-    if not isinstance(schema, dict) or depth > 12:
-        return None
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for key in ref[2:].split("/"):
-            target = target.get(key) if isinstance(target, dict) else None
-        return _fake_value(target, root, prompt, name, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for combo in ("anyOf", "any_of", "oneOf", "allOf"):
-        options = schema.get(combo)
-        if isinstance(options, list) and options:
-            usable = [o for o in options if not (isinstance(o, dict) and o.get("type") in ("null", "NULL"))]
-            return _fake_value((usable or options)[0], root, prompt, name, depth + 1)
-    kind = _schema_type(schema)
-    if kind == "object":
-        props = schema.get("properties") or {}
-        return {key: _fake_value(sub, root, prompt, key, depth + 1) for key, sub in props.items()}
-    if kind == "array":
-        count = max(1, int(_field(schema, "minItems", "min_items") or 1))
-        return [_fake_value(schema.get("items"), root, prompt, name, depth + 1) for _ in range(count)]
-    if kind == "integer":
-        return _clamp(len(prompt), schema)
-    if kind == "number":
-        return _clamp(len(prompt) + 0.5, schema)
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    fmt = schema.get("format")
-    if fmt == "date-time":
-        return "2025-01-01T00:00:00Z"
-    if fmt == "date":
-        return "2025-01-01"
-    return f"{name}: {prompt}"
-
-
-def _clamp(value: float, schema: dict[str, Any]) -> Any:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and value < float(low):
-        value = low
-    if high is not None and value > float(high):
-        value = high
-    return value
-
-
-def _usage(prompt_tokens: int, candidates: int | None = None, thoughts: int | None = None) -> dict[str, Any]:
-    # Key order follows the real wire order; candidatesTokenCount is absent when there is no answer text.
-    usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
-    if candidates is not None:
-        usage["candidatesTokenCount"] = candidates
-    usage["totalTokenCount"] = prompt_tokens + (candidates or 0) + (thoughts or 0)
-    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
-    if thoughts is not None:
-        usage["thoughtsTokenCount"] = thoughts
-    return usage
-
-
-_SAFETY_RATINGS = [
-    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "HIGH", "blocked": True},
-    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
-    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
-    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
-]
-
-
-def build_response(prompt: Prompt, model: str, rid: str) -> dict[str, Any]:
-    """The 200 GenerateContentResponse for a prompt, markers applied (invalid/denied are the caller's)."""
-    m = prompt.markers
-    tail = _tail(model, rid)
-    if m.block:
-        return {"promptFeedback": {"blockReason": m.block}, "usageMetadata": _usage(prompt.tokens), **tail}
-    if m.empty:
-        return {"candidates": [], "usageMetadata": _usage(prompt.tokens), **tail}
-    if m.safety:
-        cand = {"content": {}, "finishReason": "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}
-        return {"candidates": [cand], "usageMetadata": _usage(prompt.tokens), **tail}
-    if m.recitation:
-        cand = {"finishReason": "RECITATION", "index": 0}
-        return {"candidates": [cand], "usageMetadata": _usage(prompt.tokens), **tail}
-    thoughts = thoughts_tokens(model, prompt.tokens)
-    if m.max_tokens:  # thinking used the whole budget: no parts, no candidatesTokenCount
-        cand = {"content": {"role": "model"}, "finishReason": "MAX_TOKENS", "index": 0}
-        usage = _usage(prompt.tokens, None, prompt.tokens % 7 + 2)
-        return {"candidates": [cand], "usageMetadata": usage, **tail}
-    text = answer_text(prompt, model)
-    cand = {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}
-    return {
-        "candidates": [cand],
-        "usageMetadata": _usage(prompt.tokens, count_tokens(text), thoughts),
-        **tail,
-    }
-
-
-def stream_chunks(prompt: Prompt, model: str, rid: str) -> list[dict[str, Any]]:
-    """The SSE chunks of streamGenerateContent: the answer split in 2-3 pieces, finishReason on the last."""
-    full = build_response(prompt, model, rid)
-    cands = full.get("candidates")
-    if not cands or cands[0].get("finishReason") != "STOP":
-        return [full]
-    text = cands[0]["content"]["parts"][0]["text"]
-    cut = (
-        [0, len(text) // 3, 2 * len(text) // 3, len(text)]
-        if len(text) >= 6
-        else [0, len(text) // 2, len(text)]
-    )
-    pieces = [text[a:b] for a, b in itertools.pairwise(cut)]
-    chunks = []
-    for piece in pieces[:-1]:  # earlier chunks carry prompt-only usage, like the real stream
-        cand = {"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}
-        chunks.append({"candidates": [cand], "usageMetadata": _usage(prompt.tokens), **_tail(model, rid)})
-    last = {"content": {"parts": [{"text": pieces[-1]}], "role": "model"}, "finishReason": "STOP", "index": 0}
-    chunks.append({"candidates": [last], "usageMetadata": full["usageMetadata"], **_tail(model, rid)})
-    return chunks
-
-
-def _tail(model: str, rid: str) -> dict[str, str]:
-    return {"modelVersion": model, "responseId": rid}
+def context_tokens(body: dict[str, Any]) -> int:
+    """Tokens of a cachedContent body: its system instruction, contents and media parts (BadRequest for
+    bad media, as in a request)."""
+    contents = body.get("contents")
+    contents = [contents] if isinstance(contents, dict) else contents if isinstance(contents, list) else []
+    user = "".join(_texts(c) for c in contents)
+    system = _texts(_field(body, "systemInstruction", "system_instruction"))
+    return count_tokens(system + user) + MEDIA_TOKENS * len(_media_parts(contents))

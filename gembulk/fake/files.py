@@ -1,4 +1,8 @@
-"""The fake Files API: an in-memory file store, resumable uploads, get/list/delete/download handlers."""
+"""The fake Files API: an in-memory file store, resumable uploads, get/list/delete/download handlers.
+
+A video stays PROCESSING for a while after its upload, as on the real API (a 64 MB mp4 needed about three
+5-second polls: gemini-real-responses.md, 5f); other files are ACTIVE at once.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,10 @@ class StoredFile:
     mime_type: str
     created: float
     display_name: str | None = None
+    ready: float = 0.0  # when it turns ACTIVE
+
+    def active(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.ready
 
     def to_json(self, base: str, version: str) -> dict[str, Any]:
         digest = hashlib.sha256(self.data).hexdigest()
@@ -55,7 +63,7 @@ class StoredFile:
             # The real hash is base64 of the hex digest string, not of the raw digest bytes.
             sha256Hash=base64.b64encode(digest.encode()).decode(),
             uri=f"{base}{'/' + version if version else ''}/files/{self.file_id}",
-            state="ACTIVE",
+            state="ACTIVE" if self.active() else "PROCESSING",
             source="UPLOADED",
         )
         return body
@@ -82,11 +90,18 @@ class FileStore:
         self.uploads: dict[str, _Upload] = {}
         self.uploaded_count = 0
         self.uploaded_bytes = 0
+        self.processing = 0.0  # seconds a video stays PROCESSING
 
     def put(self, file_id: str, data: bytes, mime_type: str, display_name: str | None = None) -> StoredFile:
-        stored = StoredFile(file_id, data, mime_type, time.time(), display_name)
+        now = time.time()
+        ready = now + self.processing if mime_type.startswith("video/") else now
+        stored = StoredFile(file_id, data, mime_type, now, display_name, ready)
         self.files[file_id] = stored
         return stored
+
+    def active(self, file_id: str) -> bool:
+        stored = self.get(file_id)
+        return stored is None or stored.active()
 
     def get(self, file_id: str) -> StoredFile | None:
         return self.files.get(file_id.removeprefix("files/"))
@@ -133,7 +148,7 @@ class FileStore:
             return wire.error(
                 400, "Only the resumable upload protocol is supported (X-Goog-Upload-Command: start)."
             )
-        try:
+        try:  # Google's curl examples send single-quoted JSON here, which wire.parse_json reads
             body = wire.parse_json(await request.read())
         except ValueError:
             return wire.invalid_json(b"")

@@ -1,4 +1,8 @@
-"""Per-model sliding-window quotas (RPM, TPM, RPD) of the fake API and the real 429 body they produce."""
+"""Sliding-window quotas (RPM, TPM, RPD) per project and model, and the real 429 body they produce.
+
+The real quotas are per project and per model ("GenerateRequestsPerMinutePerProjectPerModel"); the fake
+stands one API key for one project, so two keys have separate windows.
+"""
 
 from __future__ import annotations
 
@@ -67,23 +71,25 @@ class _ModelUsage:
 
 
 class QuotaTracker:
-    """Admits or rejects requests per model; rejected requests consume nothing."""
+    """Admits or rejects requests per (project, model); rejected requests consume nothing."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._models: dict[str, _ModelUsage] = {}
+        self._models: dict[tuple[str, str], _ModelUsage] = {}
 
     def reset(self) -> None:
         self._models.clear()
 
-    def admit(self, model: str, tokens: int, limits: Limits) -> list[Violation]:
-        """Record the request and return [] if it fits every quota, else the violations (nothing recorded)."""
+    def admit(self, model: str, tokens: int, limits: Limits, project: str = "") -> list[Violation]:
+        """Record the request and return [] if it fits every quota, else the violations (nothing recorded).
+
+        `project` (the fake uses the API key) separates the windows of different projects."""
         if not (limits.rpm or limits.tpm or limits.rpd):
             return []
         now = self._clock()
-        usage = self._models.get(model)
+        usage = self._models.get((project, model))
         if usage is None:
-            usage = self._models[model] = _ModelUsage()
+            usage = self._models[project, model] = _ModelUsage()
         recent, daily = usage.recent, usage.daily
         while recent and recent[0][0] + limits.window <= now:
             usage.recent_tokens -= recent.popleft()[1]

@@ -1,4 +1,4 @@
-"""The fake Gemini API server: aiohttp app, routing, auth, quotas, faults, latency and counters."""
+"""The fake Gemini API server: aiohttp app, routing, auth, control endpoints and the command-line runner."""
 
 from __future__ import annotations
 
@@ -12,20 +12,23 @@ from typing import Any
 
 from aiohttp import web
 
-from gembulk.fake import content, wire
+from gembulk.fake import embeddings, wire
+from gembulk.fake.batch_input import Reader
 from gembulk.fake.batches import BatchStore
-from gembulk.fake.config import BUILTIN_MODELS, FakeConfig, updated_config
+from gembulk.fake.caches import CacheStore
+from gembulk.fake.config import FakeConfig, updated_config
 from gembulk.fake.files import FileStore
-from gembulk.fake.quota import Limits, QuotaTracker, Violation, quota_error
+from gembulk.fake.generate import DENIED, REQUEST_LIMIT, TOO_LARGE, Generation
+from gembulk.fake.models import Catalog, ModelSpec
+from gembulk.fake.quota import Limits, QuotaTracker
 from gembulk.fake.stats import Stats
 
-_COLLECTIONS = frozenset({"models", "files", "batches", "tunedModels"})
-_VERBS = frozenset({"generateContent", "streamGenerateContent", "countTokens"})
-_DENIED = "The caller does not have permission"
-# Status of the placeholder response returned after closing a connection on purpose; never sent.
-_DROPPED = 499
-# The real API refuses a request body over 20 MB (inline media count in, base64-encoded).
-REQUEST_LIMIT = 20 * 1024 * 1024
+_COLLECTIONS = frozenset({"models", "files", "batches", "tunedModels", "cachedContents"})
+_GENERATE = frozenset({"generateContent", "streamGenerateContent", "countTokens"})
+_BATCHES = {"batchGenerateContent": "generate", "asyncBatchEmbedContent": "embed"}
+_EMBED = frozenset({"embedContent", "batchEmbedContents"})
+
+__all__ = ["REQUEST_LIMIT", "FakeServer", "serve"]
 
 
 class FakeServer:
@@ -33,10 +36,11 @@ class FakeServer:
 
     def __init__(self, config: FakeConfig | None = None) -> None:
         self.files = FileStore()
-        self.batches = BatchStore(self.files)
+        self.caches = CacheStore()
+        self.batches = BatchStore(self.files, self.caches)
         self.quota = QuotaTracker()
         self.stats = Stats()
-        self.attempts: dict[tuple[str, bytes], int] = {}  # marker fail/drop counters per distinct request
+        self.generation = Generation(self)
         self.apply_config(config or FakeConfig())
         self.app = web.Application(client_max_size=1 << 30)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -46,7 +50,8 @@ class FakeServer:
     def apply_config(self, config: FakeConfig) -> None:
         self.config = config
         self.limits = Limits(config.rpm, config.tpm, config.rpd, config.window, config.day)
-        self.models = frozenset(BUILTIN_MODELS) | frozenset(config.models)
+        self.catalog = Catalog(config.models)
+        self.files.processing = config.file_processing
         self.rng = random.Random(config.seed)
 
     async def start(self) -> str:
@@ -84,7 +89,8 @@ class FakeServer:
         version = segs.pop(0) if segs and segs[0] not in _COLLECTIONS else ""
         collection, rest = (segs[0], segs[1:]) if segs else ("", [])
         name, _, verb = rest[0].partition(":") if len(rest) == 1 else ("", "", "")
-        base = f"{request.scheme}://{request.host}"
+        if not version and not self.config.lenient:
+            return wire.not_found_path(path)  # the real API serves nothing without /v1/ or /v1beta/
         if (
             self.config.api_error_rate
             and collection in ("files", "batches")
@@ -93,184 +99,152 @@ class FakeServer:
         ):
             self.stats.api_faults += 1
             return wire.transient(self.rng.choice((500, 503)))
-        if collection == "models" and name and method == "POST" and not prefix:
-            if verb in _VERBS:
-                return await self._generate(request, version, name, verb)
-            if verb == "batchGenerateContent":
-                return await self._batch_create(request, version, name)
-        elif collection == "files" and prefix == "upload" and not rest and method == "POST":
+        route = (request, prefix, version, rest, name, verb, method)
+        if collection == "models":
+            return await self._models(*route)
+        if collection == "files":
+            return await self._files(*route)
+        if collection == "batches" and not prefix:
+            return await self._batches(request, rest, name, verb, method)
+        if collection == "cachedContents" and not prefix:
+            return await self._caches(request, version, rest, name, method)
+        return wire.not_found_path(path)
+
+    async def _models(
+        self,
+        request: web.Request,
+        prefix: str,
+        version: str,
+        rest: list[str],
+        name: str,
+        verb: str,
+        method: str,
+    ) -> web.StreamResponse:
+        if prefix or (rest and not name):
+            return wire.not_found_path(request.path)
+        if method == "GET" and not verb:
+            if denied := self._auth(request):
+                return denied
+            return self.catalog.get_json(name, version) if name else self.catalog.list_json(request)
+        if method != "POST" or not verb:
+            return wire.not_found_path(request.path)
+        if verb not in _GENERATE and verb not in _BATCHES and verb not in _EMBED:
+            return wire.not_found_path(request.path)
+        if denied := self._auth(request):
+            return denied
+        spec = self._model(version, name, verb)
+        if isinstance(spec, web.Response):
+            return spec
+        if verb in _GENERATE:
+            return await self.generation.handle(request, version, spec, verb)
+        strict = not self.config.lenient
+        raw = await request.read()
+        if verb in _BATCHES and strict and len(raw) > REQUEST_LIMIT:
+            return wire.error(400, TOO_LARGE)  # inline batch requests share generateContent's 20 MB cap
+        try:
+            body = wire.parse_json(raw)
+        except ValueError:
+            return wire.invalid_json(raw)
+        if verb == "embedContent":
+            return embeddings.embed_content(body, spec, version, strict)
+        if verb == "batchEmbedContents":
+            return embeddings.batch_embed_contents(body, spec, version, strict)
+        config = self.config
+        reader = Reader(_BATCHES[verb], spec, version, strict)
+        return self.batches.create(reader, body, config.batch_pending, config.batch_running, config.seed)
+
+    async def _files(
+        self,
+        request: web.Request,
+        prefix: str,
+        version: str,
+        rest: list[str],
+        name: str,
+        verb: str,
+        method: str,
+    ) -> web.StreamResponse:
+        base = f"{request.scheme}://{request.host}"
+        if prefix == "upload" and not rest and method == "POST":
             if "upload_id" not in request.query and (denied := self._auth(request)):
                 return denied  # the chunk requests carry no API key, only the upload id
             return await self.files.upload(request, version, base)
-        elif collection == "files" and (rest or method == "GET"):
-            if denied := self._auth(request):
-                return denied
-            if not rest and method == "GET" and not prefix:
-                return self.files.list_json(request, version, base)
-            if verb == "download" and method == "GET":
-                return self.files.download(name)
-            if not verb and not prefix and method == "GET":
-                return self.files.get_json(name, version, base)
-            if not verb and not prefix and method == "DELETE":
-                return self.files.delete(name)
-        elif collection == "batches" and not prefix:
-            if denied := self._auth(request):
-                return denied
-            if not rest and method == "GET":
-                return self.batches.list(request)
-            if name and not verb and method == "GET":
-                return self.batches.get(name)
-            if name and verb == "cancel" and method == "POST":
-                return self.batches.cancel(name)
-            if name and not verb and method == "DELETE":
-                return self.batches.delete(name)
-        return wire.not_found_path(path)
+        if not rest and method != "GET":
+            return wire.not_found_path(request.path)
+        if denied := self._auth(request):
+            return denied
+        if not rest and method == "GET" and not prefix:
+            return self.files.list_json(request, version, base)
+        if verb == "download" and method == "GET":
+            return self.files.download(name)
+        if not verb and not prefix and method == "GET":
+            return self.files.get_json(name, version, base)
+        if not verb and not prefix and method == "DELETE":
+            return self.files.delete(name)
+        return wire.not_found_path(request.path)
+
+    async def _batches(
+        self, request: web.Request, rest: list[str], name: str, verb: str, method: str
+    ) -> web.StreamResponse:
+        if denied := self._auth(request):
+            return denied
+        if not rest and method == "GET":
+            return self.batches.list(request)
+        if name and not verb and method == "GET":
+            return self.batches.get(name)
+        if name and verb == "cancel" and method == "POST":
+            return self.batches.cancel(name)
+        if name and not verb and method == "DELETE":
+            return self.batches.delete(name)
+        return wire.not_found_path(request.path)
+
+    async def _caches(
+        self, request: web.Request, version: str, rest: list[str], name: str, method: str
+    ) -> web.StreamResponse:
+        if denied := self._auth(request):
+            return denied
+        strict = not self.config.lenient
+        if method in ("POST", "PATCH"):
+            raw = await request.read()
+            try:
+                body = wire.parse_json(raw)
+            except ValueError:
+                return wire.invalid_json(raw)
+        if not rest and method == "POST":
+            return self.caches.create(body, self.catalog, version, strict)
+        if not rest and method == "GET":
+            return self.caches.list(request)
+        if name and len(rest) == 1 and method == "GET":
+            return self.caches.get(name)
+        if name and len(rest) == 1 and method == "PATCH":
+            return self.caches.patch(name, body, version, strict)
+        if name and len(rest) == 1 and method == "DELETE":
+            return self.caches.delete(name)
+        return wire.not_found_path(request.path)
+
+    @staticmethod
+    def key_of(request: web.Request) -> str:
+        return request.headers.get("x-goog-api-key") or request.query.get("key") or ""
 
     def _auth(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        key = self.key_of(request)
         if not key:
             return wire.error(403, wire.UNREGISTERED_MESSAGE)
         self.stats.keys.add(key)
         return wire.bad_key() if key in self.config.bad_keys else None
 
-    def _check_model(self, version: str, model: str, verb: str) -> web.Response | None:
+    def _model(self, version: str, model: str, verb: str) -> ModelSpec | web.Response:
         if "denied" in model:
-            return wire.error(403, _DENIED)
-        if model in self.models:
-            return None
+            return wire.error(403, DENIED)
+        method = "embedContent" if verb == "batchEmbedContents" else verb  # as the real 404 names it (3h)
+        spec = self.catalog.get(model)
+        if spec is not None and spec.supports(method):
+            return spec
         hint = "Call ModelService.ListModels" if verb.endswith("enerateContent") else "Call ListModels"
         return wire.error(
             404,
-            f"models/{model} is not found for API version {version}, or is not supported for {verb}. "
+            f"models/{model} is not found for API version {version}, or is not supported for {method}. "
             f"{hint} to see the list of available models and their supported methods.",
         )
-
-    # -- generateContent / streamGenerateContent / countTokens -------------------------------------
-
-    async def _generate(
-        self, request: web.Request, version: str, model: str, verb: str
-    ) -> web.StreamResponse:
-        stats = self.stats
-        stats.in_flight += 1
-        stats.peak = max(stats.peak, stats.in_flight)
-        if verb == "countTokens":
-            stats.count_tokens += 1
-        else:
-            stats.generate += 1
-        try:
-            response = await self._generate_inner(request, version, model, verb)
-        finally:
-            stats.in_flight -= 1
-        if response.status == _DROPPED:
-            stats.dropped += 1
-        else:
-            stats.by_status[response.status] = stats.by_status.get(response.status, 0) + 1
-        return response
-
-    async def _generate_inner(
-        self, request: web.Request, version: str, model: str, verb: str
-    ) -> web.StreamResponse:
-        config = self.config
-        if (denied := self._auth(request)) or (denied := self._check_model(version, model, verb)):
-            return denied
-        raw = await request.read()
-        if len(raw) > REQUEST_LIMIT:
-            return wire.error(400, f"Request payload size exceeds the limit: {REQUEST_LIMIT} bytes.")
-        try:
-            body = wire.parse_json(raw)
-            if verb == "countTokens" and isinstance(body, dict):
-                body = body.get("generateContentRequest") or body.get("generate_content_request") or body
-            parsed = content.with_files(content.parse_request(body), self.files.lookup)
-        except content.BadRequest as exc:
-            return wire.error(400, str(exc))
-        except ValueError:
-            return wire.invalid_json(raw)
-        if isinstance(parsed, str):
-            return wire.error(403, parsed)
-        prompt = parsed
-        if prompt.media and verb != "countTokens":
-            self.stats.count_media(prompt.media)
-        if verb == "countTokens":
-            await self._sleep(0.0)
-            details = [{"modality": "TEXT", "tokenCount": prompt.tokens}]  # media counted in, as TEXT
-            return wire.ok({"totalTokens": prompt.tokens, "promptTokensDetails": details})
-        self.stats.count_prompt(prompt.user)
-        marks = prompt.markers
-        if marks.invalid:
-            return wire.error(400, content.INVALID_ARGUMENT_MESSAGE)
-        if marks.denied:
-            return wire.error(403, _DENIED)
-        if self.limits.rpm or self.limits.tpm or self.limits.rpd:
-            violations = self.quota.admit(model, prompt.tokens, self.limits)
-            if violations:
-                self.stats.rate_limited += 1
-                return wire.pretty(429, quota_error(violations, model))
-        await self._sleep(marks.sleep)
-        if marks.fail_times or marks.drop_times:
-            key = (model, raw)
-            attempt = self.attempts[key] = self.attempts.get(key, 0) + 1
-            if attempt <= marks.drop_times:
-                return self._drop(request)
-            if attempt <= marks.drop_times + marks.fail_times:
-                return self._fail(marks.fail_code, model)
-        if config.error_rate and self.rng.random() < config.error_rate:
-            fault = self.rng.randrange(3)
-            return self._drop(request) if fault == 2 else wire.transient((500, 503)[fault])
-        rid = content.response_id()
-        if verb == "streamGenerateContent":
-            return await self._stream(request, content.stream_chunks(prompt, model, rid))
-        return wire.ok(content.build_response(prompt, model, rid))
-
-    async def _sleep(self, extra: float) -> None:
-        config = self.config
-        delay = config.latency + extra
-        if config.jitter:
-            delay += self.rng.uniform(0, config.jitter)
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _fail(self, code: int, model: str) -> web.Response:
-        if code == 429:
-            self.stats.rate_limited += 1
-            violation = Violation("rpm", self.config.rpm or 10, 1.0, 60.0)
-            return wire.pretty(429, quota_error([violation], model, delay="1s"))
-        return wire.transient(code)
-
-    @staticmethod
-    def _drop(request: web.Request) -> web.StreamResponse:
-        # Close the TCP connection without answering; clients see a server disconnect.
-        if request.transport is not None:
-            request.transport.close()
-        return web.Response(status=_DROPPED)
-
-    @staticmethod
-    async def _stream(request: web.Request, chunks: list[dict[str, Any]]) -> web.StreamResponse:
-        if request.query.get("alt") != "sse":  # without alt=sse the real API sends one JSON array
-            return web.Response(
-                body=b"[" + b",\r\n".join(wire.compact(c) for c in chunks) + b"]",
-                content_type="application/json",
-            )
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Content-Disposition": "attachment"}
-        )
-        await response.prepare(request)
-        for chunk in chunks:
-            await response.write(b"data: " + wire.compact(chunk)[:-1] + b"\r\n\r\n")
-        await response.write_eof()
-        return response
-
-    async def _batch_create(self, request: web.Request, version: str, model: str) -> web.Response:
-        if (denied := self._auth(request)) or (
-            denied := self._check_model(version, model, "batchGenerateContent")
-        ):
-            return denied
-        raw = await request.read()
-        try:
-            body = wire.parse_json(raw)
-        except ValueError:
-            return wire.invalid_json(raw)
-        config = self.config
-        return self.batches.create(model, body, config.batch_pending, config.batch_running, config.seed)
 
     # -- test/bench control: /_fake/stats, /_fake/reset, /_fake/config -----------------------------
 
@@ -290,10 +264,10 @@ class FakeServer:
         return wire.not_found_path(request.path)
 
     def reset(self) -> None:
-        """Clear counters, quota windows and fail counters; files and batches stay."""
+        """Clear counters, quota windows and fail counters; files, caches and batches stay."""
         self.stats.clear()
         self.quota.reset()
-        self.attempts.clear()
+        self.generation.attempts.clear()
         self.files.uploaded_count = self.files.uploaded_bytes = 0
         self.batches.created_count = 0
         self.rng = random.Random(self.config.seed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -107,14 +109,69 @@ def file_missing(file_id: str) -> web.Response:
     return error(403, f"You do not have permission to access the File {file_id} or it may not exist.")
 
 
-def invalid_json(raw: bytes) -> web.Response:
+def invalid_json_message(raw: bytes) -> str:
     snippet = raw[:60].decode("utf-8", "replace")
-    return error(400, f"Invalid JSON payload received. Unexpected token.\n{snippet}\n^")
+    return f"Invalid JSON payload received. Unexpected token.\n{snippet}\n^"
+
+
+def invalid_json(raw: bytes) -> web.Response:
+    return error(400, invalid_json_message(raw))
+
+
+# google.rpc.Code numbers of the statuses a refusal can carry (batch error lines print the number).
+GRPC_CODES = {
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the real API would refuse a request: HTTP code, message, status name and google.rpc details."""
+
+    code: int
+    message: str
+    status: str = ""
+    details: tuple[Any, ...] = ()
+
+    @property
+    def status_name(self) -> str:
+        return self.status or STATUS_NAMES.get(self.code, "UNKNOWN")
+
+    def response(self) -> web.Response:
+        return error(self.code, self.message, self.status_name, list(self.details))
+
+    def batch_error(self) -> dict[str, Any]:
+        """The google.rpc.Status of a refused batch request: the gRPC code number, no details (the SDK
+        types JobError.details as a list of strings, and objects there make batches.get() raise)."""
+        status = self.status_name
+        return {"code": GRPC_CODES.get(status, 2), "message": self.message.strip(), "status": status}
 
 
 def parse_json(raw: bytes) -> Any:
-    """json.loads that turns every decoding failure into ValueError."""
+    """json.loads that turns every decoding failure into ValueError.
+
+    Google's front end also reads single-quoted JSON, which its own curl examples send (the Files API
+    upload start, `-d "{'file': {'display_name': 'x'}}"`), so a body that is a Python-style literal
+    of dicts, lists, strings and numbers is read too.
+    """
     try:
         return json.loads(raw) if raw else {}
     except (UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
+    except ValueError:
+        if b"'" not in raw or len(raw) > 1 << 20:
+            raise
+        try:
+            value = ast.literal_eval(raw.decode())
+        except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError):
+            raise ValueError("not JSON") from None
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object") from None
+        return value
