@@ -151,3 +151,11 @@ def test_compressed_window_announces_the_per_minute_equivalent() -> None:
     assert "limit: 1200," in body["message"]
     day = quota_error([Violation("rpd", 10, 5.0, 864.0)], "gemini-2.5-flash")["error"]
     assert day["details"][1]["violations"][0]["quotaValue"] == "1000"
+
+
+def test_quotas_are_per_project(clock: Clock) -> None:
+    tracker = QuotaTracker(clock)
+    limits = Limits(rpm=1)
+    assert tracker.admit("m", 1, limits, project="key-a") == []
+    assert [v.kind for v in tracker.admit("m", 1, limits, project="key-a")] == ["rpm"]
+    assert tracker.admit("m", 1, limits, project="key-b") == []  # another key is another project

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,10 +47,7 @@ class StoredFile:
     display_name: str | None = None
     ready: float = 0.0  # when it turns ACTIVE
 
-    def active(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.ready
-
-    def to_json(self, base: str, version: str) -> dict[str, Any]:
+    def to_json(self, base: str, version: str, now: float) -> dict[str, Any]:
         digest = hashlib.sha256(self.data).hexdigest()
         body: dict[str, Any] = {"name": f"files/{self.file_id}"}
         if self.display_name:
@@ -63,7 +61,7 @@ class StoredFile:
             # The real hash is base64 of the hex digest string, not of the raw digest bytes.
             sha256Hash=base64.b64encode(digest.encode()).decode(),
             uri=f"{base}{'/' + version if version else ''}/files/{self.file_id}",
-            state="ACTIVE" if self.active() else "PROCESSING",
+            state="ACTIVE" if now >= self.ready else "PROCESSING",
             source="UPLOADED",
         )
         return body
@@ -85,7 +83,8 @@ def _pick(obj: dict[str, Any], camel: str, snake: str) -> Any:
 class FileStore:
     """Files by id (newest last) and the resumable uploads in progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.files: dict[str, StoredFile] = {}
         self.uploads: dict[str, _Upload] = {}
         self.uploaded_count = 0
@@ -93,7 +92,7 @@ class FileStore:
         self.processing = 0.0  # seconds a video stays PROCESSING
 
     def put(self, file_id: str, data: bytes, mime_type: str, display_name: str | None = None) -> StoredFile:
-        now = time.time()
+        now = self.clock()
         ready = now + self.processing if mime_type.startswith("video/") else now
         stored = StoredFile(file_id, data, mime_type, now, display_name, ready)
         self.files[file_id] = stored
@@ -101,7 +100,7 @@ class FileStore:
 
     def active(self, file_id: str) -> bool:
         stored = self.get(file_id)
-        return stored is None or stored.active()
+        return stored is None or self.clock() >= stored.ready
 
     def get(self, file_id: str) -> StoredFile | None:
         return self.files.get(file_id.removeprefix("files/"))
@@ -140,7 +139,7 @@ class FileStore:
         stored = self.put(file_id, bytes(upload.data), upload.mime_type, upload.display_name)
         self.uploaded_count += 1
         self.uploaded_bytes += len(stored.data)
-        body = wire.compact({"file": stored.to_json(base, version)})
+        body = wire.compact({"file": stored.to_json(base, version, self.clock())})
         return web.Response(body=body, headers=_status("final", Content_Type=wire.JSON_TYPE))
 
     async def _start(self, request: web.Request, version: str, base: str, command: list[str]) -> web.Response:
@@ -174,12 +173,13 @@ class FileStore:
 
     def get_json(self, file_id: str, version: str, base: str) -> web.Response:
         stored = self.get(file_id)
-        return wire.ok(stored.to_json(base, version)) if stored else wire.file_missing(file_id)
+        return wire.ok(stored.to_json(base, version, self.clock())) if stored else wire.file_missing(file_id)
 
     def list_json(self, request: web.Request, version: str, base: str) -> web.Response:
         ordered = list(reversed(self.files.values()))  # newest first
         page, token = paginate(ordered, request, default_size=10, max_size=100)
-        body: dict[str, Any] = {"files": [f.to_json(base, version) for f in page]}
+        now = self.clock()
+        body: dict[str, Any] = {"files": [f.to_json(base, version, now) for f in page]}
         if token:
             body["nextPageToken"] = token
         return wire.ok(body)
