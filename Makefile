@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo bench lint fmt clean
+.PHONY: install test conformance demo bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(T),-x -k $(T)) $(PYTEST_ARGS)
+
+# The fake against other clients (other google-genai versions and @google/genai, installed into .conformance/).
+conformance: $(STAMP)
+	$(BIN)/python -m pytest tests/conformance -rs $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python samples/demo.py
@@ -32,4 +36,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix gembulk tests bench samples
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .conformance

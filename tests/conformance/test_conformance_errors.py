@@ -7,6 +7,7 @@ validate.py and caches.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -271,3 +272,32 @@ def test_lenient_accepts_what_the_strict_fake_refuses() -> None:
             response = rest.generate(body)
             assert response.status_code == 200, (body, response.text)
         assert rest.post(f"/models/{MODEL}:generateContent", text_body("no version")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"),
+    [
+        (
+            f"/v1beta/models/{EMBED_MODEL}:embedContent",
+            {"content": {"parts": [{"text": "x"}]}, "dims": 3},
+            "",
+        ),
+        (
+            f"/v1beta/models/{EMBED_MODEL}:batchEmbedContents",
+            {"requests": [{"content": {"parts": [{"text": "x"}]}, "task": "x"}]},
+            " at 'requests[0]'",
+        ),
+        ("/v1beta/cachedContents", {"model": f"models/{MODEL}", "contents": [], "ttlSeconds": 60}, ""),
+        (
+            f"/v1beta/models/{MODEL}:countTokens",
+            {"generateContentRequest": {"contents": [{"parts": [{"txt": "x"}]}]}},
+            " at 'generate_content_request.contents[0].parts[0]'",
+        ),
+    ],
+)
+def test_unknown_names_on_every_endpoint(rest: Rest, path: str, body: dict[str, Any], where: str) -> None:
+    error = error_of(rest.post(path, body))
+    name = next(k for k in ("dims", "task", "ttlSeconds", "txt") if k in json.dumps(body))
+    assert (
+        error["message"] == f'Invalid JSON payload received. Unknown name "{name}"{where}: Cannot find field.'
+    )

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 
 from gembulk.fake import expected_text
@@ -290,6 +291,8 @@ def test_other_faults(rest: Rest) -> None:
     )  # 3c
     assert error_of(Rest(rest.url, "").generate(text_body("x")))["status"] == "PERMISSION_DENIED"  # 3g
     assert rest.post(f"/models/{MODEL}:generateContent", text_body("no version")).status_code == 404
+    with pytest.raises(httpx2.RemoteProtocolError):  # [[drop]]: the connection closes with no answer
+        rest.generate(text_body(f"[[drop]] {time.monotonic_ns()}"))
 
 
 def test_quotas_are_per_project_that_is_per_key(api: RunningFake) -> None:
