@@ -142,7 +142,7 @@ def _candidate(text: str, finish: str, index: int) -> dict[str, Any]:
     return {"content": content, "finishReason": finish, "index": index}
 
 
-def _marked(prompt: Prompt, model: str, tail: dict[str, str]) -> dict[str, Any] | None:
+def _marked(prompt: Prompt, tail: dict[str, str]) -> dict[str, Any] | None:
     """The body for a prompt marker that replaces the answer, or None."""
     m = prompt.markers
     if m.block:
@@ -169,7 +169,7 @@ def build_response(prompt: Prompt, model: str, rid: str) -> dict[str, Any]:
     sum, as the real API counts it.
     """
     tail = _tail(model, rid)
-    marked = _marked(prompt, model, tail)
+    marked = _marked(prompt, tail)
     if marked is not None:
         return marked
     text, finish = shaped(answer_text(prompt, model), prompt.settings)

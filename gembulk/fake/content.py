@@ -225,7 +225,9 @@ def _settings(config: dict[str, Any]) -> Settings:
     sequences = tuple(s for s in stops if isinstance(s, str) and s)
     if count is None and limit is None and not sequences:
         return DEFAULT_SETTINGS
-    return Settings(max(1, count or 1), limit if limit is None or limit > 0 else None, sequences)
+    # Lenient mode reads unchecked values: at most 8 candidates (the real maximum), a cap above 0.
+    candidates = min(8, max(1, count or 1))
+    return Settings(candidates, limit if limit is None or limit > 0 else None, sequences)
 
 
 def _int(value: Any) -> int | None:
