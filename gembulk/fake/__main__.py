@@ -15,9 +15,11 @@ def parse_args(argv: list[str] | None = None) -> FakeConfig:
     p.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
     p.add_argument("--latency", type=float, default=d.latency, help="seconds added per request")
     p.add_argument("--jitter", type=float, default=d.jitter, help="uniform extra 0..JITTER seconds")
-    p.add_argument("--rpm", type=int, default=d.rpm, help="requests per window per model (0 = unlimited)")
-    p.add_argument("--tpm", type=int, default=d.tpm, help="prompt tokens per window per model")
-    p.add_argument("--rpd", type=int, default=d.rpd, help="requests per day per model")
+    p.add_argument(
+        "--rpm", type=int, default=d.rpm, help="requests per window per key and model (0 = unlimited)"
+    )
+    p.add_argument("--tpm", type=int, default=d.tpm, help="prompt tokens per window per key and model")
+    p.add_argument("--rpd", type=int, default=d.rpd, help="requests per day per key and model")
     p.add_argument("--window", type=float, default=d.window, help="seconds of the rpm/tpm window")
     p.add_argument("--day", type=float, default=d.day, help="seconds of the rpd window")
     p.add_argument("--error-rate", type=float, default=d.error_rate, help="share of 500/503/dropped answers")

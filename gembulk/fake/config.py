@@ -19,9 +19,9 @@ class FakeConfig:
     port: int = 0
     latency: float = 0.0  # seconds added to each generateContent/countTokens
     jitter: float = 0.0  # uniform extra 0..jitter seconds
-    rpm: int = 0  # requests per window per model (0 = unlimited)
-    tpm: int = 0  # prompt tokens per window per model
-    rpd: int = 0  # requests per "day" per model
+    rpm: int = 0  # requests per window per API key and model (0 = unlimited)
+    tpm: int = 0  # prompt tokens per window per API key and model
+    rpd: int = 0  # requests per "day" per API key and model
     window: float = 60.0  # length of the rpm/tpm sliding window
     day: float = 86400.0  # length of the rpd sliding window
     error_rate: float = 0.0  # share of generateContent calls failing: 500, 503 or dropped, evenly
