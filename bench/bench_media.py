@@ -60,7 +60,9 @@ def main() -> dict[str, Any]:
         data = make_input(tmp / "in.csv", site.url)
         fake.reset(settle=0)
         progress("gembulk run --attach url (defaults)")
-        g = run_gembulk(fake.url, data, "--attach", "url", output=tmp / "out.jsonl", timeout=TIMEOUT)
+        # The media site is on 127.0.0.1: a private address, fetched only with --allow-private-urls.
+        attach = ("--attach", "url", "--allow-private-urls")
+        g = run_gembulk(fake.url, data, *attach, output=tmp / "out.jsonl", timeout=TIMEOUT)
         g.check("gembulk")
         g_stats = fake.stats()
         summary = g.summary()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import mimetypes
 import os
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
+from gembulk import confined
 from gembulk.errors import InputError, UsageError
 from gembulk.records import Attachment, InputRow
+from gembulk.urlguard import URL_SCHEMES
 
 # The media types Gemini reads, by extension. Fixed here rather than taken from the system's mime.types,
 # so a file gets the same type on every machine (mimetypes is only the fallback for the rest).
@@ -56,6 +59,8 @@ MEDIA_TYPES = {
 }
 # How many rows a missing-file error names before it just counts the rest.
 NAMED_ROWS = 5
+# A URL scheme (RFC 3986) before the first colon: `notes:v2.png` reads as one too; `./notes:v2.png` does not.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def media_type(name: str) -> str | None:
@@ -66,19 +71,17 @@ def media_type(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class AttachSpec:
-    """Which columns hold attachments, and where relative paths are looked up."""
+    """Which columns hold attachments, and the folder local paths are confined to."""
 
     columns: tuple[str, ...]
-    base_dirs: tuple[str, ...]  # the current directory first, then the input file's own directory
+    root: str  # the attachment root, resolved: relative paths start here, and no path may leave it
 
     @classmethod
-    def for_input(cls, columns: Sequence[str], input_path: str | None) -> AttachSpec:
-        bases = [os.getcwd()]
-        if input_path is not None:
-            beside = os.path.dirname(os.path.abspath(input_path))
-            if beside not in bases:
-                bases.append(beside)
-        return cls(tuple(dict.fromkeys(columns)), tuple(bases))
+    def for_input(cls, columns: Sequence[str], input_path: str | None, root: str | None = None) -> AttachSpec:
+        """The root is --attach-root, else the input file's folder, else (stdin) the current directory."""
+        if root is None:
+            root = os.path.dirname(os.path.abspath(input_path)) if input_path is not None else os.getcwd()
+        return cls(tuple(dict.fromkeys(columns)), confined.real_root(root))
 
     def of(self, row: InputRow) -> tuple[Attachment, ...]:
         """The row's attachments in column order; an empty cell (or a missing JSONL field) adds none."""
@@ -89,18 +92,22 @@ class AttachSpec:
         return tuple(found)
 
     def reference(self, value: str, column: str) -> Attachment:
-        if value.startswith(("http://", "https://")):
+        scheme = url_scheme(value)
+        if scheme in URL_SCHEMES:
             return Attachment("url", value, column, media_type(urlsplit(value).path))
+        if scheme is not None:  # file:, ftp:, data: …: refused, and never read as a local path
+            return Attachment("scheme", value, column)
         if value.startswith("files/"):
             return Attachment("file", value, column)
-        path = self._locate(os.path.expanduser(value))
-        return Attachment("path", path, column, media_type(path))
+        path = confined.resolve(self.root, value)
+        # The name's extension first: a link into a content-addressed store has none at its target.
+        return Attachment("path", path, column, media_type(value) or media_type(path), root=self.root)
 
-    def _locate(self, path: str) -> str:
-        if os.path.isabs(path):
-            return path
-        candidates = [os.path.join(base, path) for base in self.base_dirs]
-        return next((c for c in candidates if os.path.isfile(c)), candidates[0])
+
+def url_scheme(value: str) -> str | None:
+    """The value's URL scheme, lower-cased (`HTTP://…` is a URL too), or None for a path or a file name."""
+    found = _SCHEME.match(value)
+    return found.group(1).lower() if found else None
 
 
 def _values(cell: Any) -> Iterable[str]:
@@ -127,18 +134,19 @@ def check_columns(spec: AttachSpec, columns: Sequence[str], fmt: str, source_nam
             )
 
 
-class LocalFileCheck:
-    """Collects the rows whose local attachments are missing or of an unknown type, for one error."""
+class AttachmentCheck:
+    """Collects the rows whose attachments cannot be sent, for one error before anything is: a local path
+    outside the attachment root, missing or of an unknown type; a URL of another scheme or with no host."""
 
     def __init__(self, source_name: str) -> None:
         self._source_name = source_name
         self._problems: list[str] = []
         self._count = 0
-        self._seen: dict[str, str | None] = {}  # path -> problem (None: fine); bounded below
+        self._seen: dict[tuple[str, str], str | None] = {}  # (kind, value) -> problem; bounded below
 
     def check(self, row: InputRow, attachments: Iterable[Attachment]) -> None:
         for attachment in attachments:
-            if attachment.kind != "path":
+            if attachment.kind == "file":
                 continue
             problem = self._problem(attachment)
             if problem is not None:
@@ -147,17 +155,12 @@ class LocalFileCheck:
                     self._problems.append(f"line {row.line} (id {row.id}): {problem}")
 
     def _problem(self, attachment: Attachment) -> str | None:
-        path = attachment.value
-        if path in self._seen:
-            return self._seen[path]
-        if not os.path.isfile(path):
-            problem: str | None = f"{attachment.column} file {path} not found"
-        elif attachment.mime_type is None:
-            problem = f"{attachment.column} file {path}: cannot tell its media type from the extension"
-        else:
-            problem = None
+        key = (attachment.kind, attachment.value)
+        if key in self._seen:
+            return self._seen[key]
+        problem = attachment_problem(attachment)
         if len(self._seen) < 100_000:  # a memo for repeated paths, not a second copy of the input
-            self._seen[path] = problem
+            self._seen[key] = problem
         return problem
 
     def raise_if_any(self) -> None:
@@ -168,23 +171,41 @@ class LocalFileCheck:
         raise InputError(f"{self._source_name}: --attach: {listed}", hint="nothing was sent")
 
 
-@functools.lru_cache(maxsize=4096)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def file_digest(path: str) -> str:
-    """sha256 of a local file's bytes, remembered while the file is unchanged (size and mtime)."""
-    info = os.stat(path)
-    return _digest(path, info.st_size, info.st_mtime_ns)
+def attachment_problem(attachment: Attachment) -> str | None:
+    """Why this attachment cannot be sent, as far as can be told before the run; None when it can."""
+    what = f"{attachment.column} {attachment.value}"
+    if attachment.kind == "scheme":
+        return f"{what}: a {url_scheme(attachment.value)}: URL; only http and https URLs are fetched"
+    if attachment.kind == "url":
+        try:
+            host = URL(attachment.value).raw_host
+        except ValueError as exc:
+            return f"{what}: not a valid URL ({exc})"
+        return None if host else f"{what}: not a valid URL (no host)"
+    if attachment.kind != "path":
+        return None
+    assert attachment.root is not None
+    path = attachment.value
+    # Checked first, and said the same way whether or not such a file exists: a row may not probe outside.
+    if not confined.inside(attachment.root, path):
+        return f"{attachment.column} file {path} is outside the attachment folder {attachment.root}"
+    if not os.path.isfile(path):
+        return f"{attachment.column} file {path} not found"
+    if attachment.mime_type is None:
+        return f"{attachment.column} file {path}: cannot tell its media type from the extension"
+    return None
 
 
 def identity(attachment: Attachment) -> str:
     """What decides a cache hit for an attachment: a local file's content, a URL, or a file name.
 
-    A URL is keyed by itself, not by what it serves today, so a cache hit needs no download.
+    A URL is keyed by itself, not by what it serves today, so a cache hit needs no download. A local file
+    that cannot be read (gone, or a link put in its way since the check) is a miss: the media stage then
+    fails its row.
     """
-    if attachment.kind == "path":
-        return f"sha256:{file_digest(attachment.value)}"
+    if attachment.kind == "path" and attachment.root is not None:
+        try:
+            return f"sha256:{confined.digest(attachment.root, attachment.value)}"
+        except OSError:
+            return f"unreadable:{attachment.value}"
     return f"{attachment.kind}:{attachment.value}"

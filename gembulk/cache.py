@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from gembulk import filemodes
 from gembulk.errors import UsageError
 from gembulk.records import Outcome, Usage
 
@@ -47,6 +48,11 @@ class ResponseCache:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        try:
+            # Every answer is in it: created 0600, and SQLite gives its -wal and -shm files the same mode.
+            filemodes.create_private(path)
+        except OSError as exc:
+            raise UsageError(f"--cache {path}: cannot create it ({exc.strerror or exc})") from exc
         try:
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")

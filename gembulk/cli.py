@@ -17,6 +17,7 @@ from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
 from gembulk.settings import (
+    API_KEY_VISIBLE,
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
@@ -29,6 +30,7 @@ from gembulk.settings import (
     ProgressMode,
     RunOptions,
     check_positive,
+    command_line_key,
     parse_size,
     require_api_key,
     resolve_api_key,
@@ -88,6 +90,27 @@ def _root(
     pass
 
 
+_ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="API key, or @PATH to read it from a file (default: GEMINI_API_KEY, then GOOGLE_API_KEY). "
+        "A key typed here is visible to every user of the machine (ps): prefer the variable.",
+    ),
+]
+_ApiKeyFileOpt = Annotated[
+    str | None, typer.Option("--api-key-file", metavar="PATH", help="Read the API key from this file.")
+]
+
+
+def _api_key(api_key: str | None, api_key_file: str | None) -> str | None:
+    """The key from the options or the environment; a key typed on the command line is warned about."""
+    key, visible = command_line_key(api_key, api_key_file)
+    if visible:
+        print(f"gembulk: warning: {API_KEY_VISIBLE}", file=sys.stderr)
+    return resolve_api_key(key)
+
+
 @app.command(help="Run every row of INPUT (a file or - for stdin) through the model.\n" + EXIT_CODES_HELP)
 def run(
     input: Annotated[str, typer.Argument(help="CSV, TSV, JSONL or TXT file of prompts, or - for stdin.")],
@@ -140,9 +163,8 @@ def run(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for one answer.")
     ] = DEFAULT_TIMEOUT,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key (default: GEMINI_API_KEY, then GOOGLE_API_KEY).")
-    ] = None,
+    api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: Annotated[
         str | None,
         typer.Option("--base-url", help="API endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google)."),
@@ -260,6 +282,30 @@ def run(
             help="URL attachments downloaded at once, ahead of the requests (default: as many as -c).",
         ),
     ] = None,
+    attach_root: Annotated[
+        str | None,
+        typer.Option(
+            "--attach-root",
+            metavar="DIR",
+            help="The folder local attachment paths are confined to, and relative ones start from "
+            "(default: the input file's folder; for stdin the current directory).",
+        ),
+    ] = None,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-urls",
+            help="Let URL attachments reach loopback, private, link-local and other non-public addresses.",
+        ),
+    ] = False,
+    max_download: Annotated[
+        str | None,
+        typer.Option(
+            "--max-download",
+            metavar="SIZE",
+            help="Largest URL attachment to download; a larger one fails its row (default: --inline-limit).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _setup_logging(debug)
@@ -322,7 +368,7 @@ def run(
         limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm),
         retry=RetryPolicy(max_attempts=max_attempts, max_time=max_retry_time),
         timeout=timeout,
-        api_key=resolve_api_key(api_key),
+        api_key=_api_key(api_key, api_key_file),
         base_url=resolve_base_url(base_url),
         progress=progress,
         quiet=quiet,
@@ -332,6 +378,9 @@ def run(
         attach=tuple(dict.fromkeys(attach or ())),
         inline_limit=parse_size("--inline-limit", inline_limit, allow_zero=True),
         downloads=downloads or concurrency,
+        attach_root=attach_root,
+        allow_private_urls=allow_private_urls,
+        max_download=parse_size("--max-download", max_download) if max_download is not None else None,
     )
     observer = make_observer(progress, quiet=quiet)
     result = asyncio.run(run_job(options, observer))
@@ -351,9 +400,6 @@ _TargetArg = Annotated[
         metavar="JOB|STATEFILE",
         help="A job name (batches/…), a state file (OUT.gembulk-batch.json), or OUT.",
     ),
-]
-_ApiKeyOpt = Annotated[
-    str | None, typer.Option("--api-key", help="API key (default: GEMINI_API_KEY, then GOOGLE_API_KEY).")
 ]
 _BaseUrlOpt = Annotated[
     str | None,
@@ -389,10 +435,14 @@ _ProgressOpt = Annotated[ProgressMode, typer.Option("--progress", help="auto, ba
 _QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No final summary.")]
 
 
-def _connection(api_key: str | None, base_url: str | None):  # type: ignore[no-untyped-def]
+def _connection(  # type: ignore[no-untyped-def]
+    api_key: str | None, api_key_file: str | None, base_url: str | None
+):
     from gembulk.batch.commands import Connection
 
-    return Connection(api_key=require_api_key(resolve_api_key(api_key)), base_url=resolve_base_url(base_url))
+    return Connection(
+        api_key=require_api_key(_api_key(api_key, api_key_file)), base_url=resolve_base_url(base_url)
+    )
 
 
 @batch_app.command("status", help="Show the state of a batch job, or of every job of a state file.")
@@ -403,13 +453,15 @@ def batch_status(
     ] = None,
     as_json: _JsonOpt = False,
     api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: _BaseUrlOpt = None,
     debug: _DebugOpt = False,
 ) -> None:
     _setup_logging(debug)
     from gembulk.batch import commands
 
-    print(asyncio.run(commands.status(target, output, _connection(api_key, base_url), as_json=as_json)))
+    connection = _connection(api_key, api_key_file, base_url)
+    print(asyncio.run(commands.status(target, output, connection, as_json=as_json)))
 
 
 @batch_app.command("cancel", help="Cancel a batch job, or every unfinished job of a state file.")
@@ -419,13 +471,14 @@ def batch_cancel(
         str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
     ] = None,
     api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: _BaseUrlOpt = None,
     debug: _DebugOpt = False,
 ) -> None:
     _setup_logging(debug)
     from gembulk.batch import commands
 
-    print(asyncio.run(commands.cancel(target, output, _connection(api_key, base_url))))
+    print(asyncio.run(commands.cancel(target, output, _connection(api_key, api_key_file, base_url))))
 
 
 @batch_app.command("list", help="List the newest batch jobs of this API key.")
@@ -433,6 +486,7 @@ def batch_list(
     limit: Annotated[int, typer.Option("--limit", help="How many jobs to show, newest first.")] = 20,
     as_json: _JsonOpt = False,
     api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: _BaseUrlOpt = None,
     debug: _DebugOpt = False,
 ) -> None:
@@ -440,7 +494,8 @@ def batch_list(
     from gembulk.batch import commands
 
     check_positive("--limit", limit)
-    print(asyncio.run(commands.list_jobs(_connection(api_key, base_url), limit=limit, as_json=as_json)))
+    connection = _connection(api_key, api_key_file, base_url)
+    print(asyncio.run(commands.list_jobs(connection, limit=limit, as_json=as_json)))
 
 
 def _collect(
@@ -456,6 +511,7 @@ def _collect(
     progress: ProgressMode,
     quiet: bool,
     api_key: str | None,
+    api_key_file: str | None,
     base_url: str | None,
 ) -> None:
     from gembulk.progress import make_observer
@@ -471,7 +527,7 @@ def _collect(
         wait_timeout=timeout,
     )
     how = CollectOptions(
-        api_key=resolve_api_key(api_key),
+        api_key=_api_key(api_key, api_key_file),
         base_url=resolve_base_url(base_url),
         batch=options,
         fallback_online=None if fallback is None else fallback is Fallback.ONLINE,
@@ -503,6 +559,7 @@ def batch_wait(
     progress: _ProgressOpt = ProgressMode.AUTO,
     quiet: _QuietOpt = False,
     api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: _BaseUrlOpt = None,
     debug: _DebugOpt = False,
 ) -> None:
@@ -519,6 +576,7 @@ def batch_wait(
         progress=progress,
         quiet=quiet,
         api_key=api_key,
+        api_key_file=api_key_file,
         base_url=base_url,
     )
 
@@ -536,6 +594,7 @@ def batch_fetch(
     progress: _ProgressOpt = ProgressMode.AUTO,
     quiet: _QuietOpt = False,
     api_key: _ApiKeyOpt = None,
+    api_key_file: _ApiKeyFileOpt = None,
     base_url: _BaseUrlOpt = None,
     debug: _DebugOpt = False,
 ) -> None:
@@ -552,6 +611,7 @@ def batch_fetch(
         progress=progress,
         quiet=quiet,
         api_key=api_key,
+        api_key_file=api_key_file,
         base_url=base_url,
     )
 

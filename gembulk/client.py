@@ -14,7 +14,7 @@ import typing
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlencode
 from urllib.request import getproxies
 
@@ -367,7 +367,7 @@ class GeminiClient:
         config = types.UploadFileConfig(mime_type=BATCH_INPUT_MIME_TYPE, display_name=display_name)
         return str((await self._upload(path, config)).name)
 
-    async def _upload(self, file: str | io.BytesIO, config: types.UploadFileConfig) -> types.File:
+    async def _upload(self, file: str | IO[bytes], config: types.UploadFileConfig) -> types.File:
         """files.upload with no time limit; the answer names the file, else CallFailed."""
         try:
             uploaded = await self._sdk(self.aio.files.upload(file=file, config=config), timeout=None)
@@ -378,8 +378,10 @@ class GeminiClient:
             raise CallFailed("BAD_RESPONSE", "the upload answer names no file", transport=True)
         return uploaded
 
-    async def upload_media(self, source: str | bytes, mime_type: str, display_name: str) -> UploadedMedia:
-        """Upload an attachment (a path, or bytes in memory) and wait until the file can be used.
+    async def upload_media(
+        self, source: str | bytes | IO[bytes], mime_type: str, display_name: str
+    ) -> UploadedMedia:
+        """Upload an attachment (a path, bytes in memory, or an open file) and wait until it can be used.
 
         Video and some audio come back PROCESSING; a request that names such a file too early is
         refused, so the file is polled (1 s, growing to 10 s) within the client's timeout.

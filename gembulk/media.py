@@ -8,16 +8,18 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
-import aiohttp
-
-from gembulk.attachments import file_digest, media_type
-from gembulk.client import GeminiClient, environment_routes_requests
-from gembulk.records import Attachment, CallFailed, MediaPart, PromptRequest, RowError
+from gembulk import confined
+from gembulk.attachments import media_type
+from gembulk.client import GeminiClient, UploadedMedia
+from gembulk.downloads import Downloader
+from gembulk.records import Attachment, AttachmentFailed, CallFailed, MediaPart, PromptRequest, RowError
 from gembulk.retry import RetryPolicy, Verdict, call_with_retries, classify
+
+__all__ = ["DEFAULT_INLINE_LIMIT", "AttachmentFailed", "MediaResolver", "resolve_in_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,30 +27,20 @@ logger = logging.getLogger(__name__)
 # Gemini takes at most 20 MB in one request, and inline bytes travel as base64 (4/3 larger): 14 MiB of
 # attachments per request stay under it with room for the prompt. Larger ones go through the Files API.
 DEFAULT_INLINE_LIMIT = 14 * 1024 * 1024
-# The Files API's own cap on one file.
+# The Files API's own cap on one file: no download may be larger, whatever --max-download says.
 MAX_ATTACHMENT_BYTES = 2 * 1024**3
-_CHUNK = 1 << 16
-_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", "application/unknown"})
-
-
-class AttachmentFailed(Exception):
-    """This row's media could not be had (a URL that failed, an upload refused): a failed row, not a run."""
-
-    def __init__(self, error: RowError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 @dataclass
 class _Loaded:
-    """One attachment fetched as far as needed: its bytes in memory, or a path on disk."""
+    """One attachment fetched as far as needed: its bytes in memory, a downloaded temporary file, or a local
+    file (read from inside its attachment folder only, each time it is read)."""
 
     attachment: Attachment
     mime_type: str
     size: int
     data: bytes | None = None
-    path: str | None = None
-    temporary: bool = False  # a download spooled to disk: deleted once sent
+    path: str | None = None  # a temporary file (a download spooled to disk): deleted once sent
 
 
 class _Once:
@@ -85,27 +77,32 @@ class MediaResolver:
         downloads: int,
         timeout: float | None = None,
         scratch_dir: str | None = None,
+        max_download: int | None = None,
+        allow_private_urls: bool = False,
     ) -> None:
         self._client = client
         self._policy = policy
         self._inline_limit = inline_limit
         self._download_slots = asyncio.Semaphore(downloads)
         self.window = downloads  # rows an executor resolves ahead of its workers
-        self._timeout = timeout
-        self._scratch_dir = scratch_dir
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout  # a URL's whole download, retries and redirects included
+        cap = DEFAULT_INLINE_LIMIT if max_download is None else max_download
+        self._downloader = Downloader(
+            max_bytes=min(cap, MAX_ATTACHMENT_BYTES),
+            spool_above=inline_limit,
+            allow_private=allow_private_urls,
+            scratch_dir=scratch_dir,
+        )
         self._uploads = _Once()
         self._lookups = _Once()
         self.uploaded: list[str] = []  # "files/…" names this run created, for deleting afterwards
 
     async def __aenter__(self) -> MediaResolver:
-        timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=30)
-        self._session = aiohttp.ClientSession(timeout=timeout, trust_env=environment_routes_requests())
+        await self._downloader.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._downloader.__aexit__(*exc_info)
 
     async def delete_uploads(self, report: Callable[[str], None]) -> None:
         """Delete the files this run uploaded, reporting any that stay (they expire after 48 h anyway)."""
@@ -129,6 +126,8 @@ class MediaResolver:
                     found = self._lookups.get(attachment.value, lambda a=attachment: self._look_up(a))
                     parts.append(await found)
                     continue
+                if attachment.kind == "scheme":  # the run's check refuses these: never read as a path
+                    raise AttachmentFailed(_blocked(attachment, "only http and https URLs are fetched"))
                 item = await (self._download(attachment) if attachment.kind == "url" else _local(attachment))
                 loaded.append(item)
                 parts.append(None)
@@ -137,7 +136,7 @@ class MediaResolver:
             media = tuple(part if part is not None else next(fetched) for part in parts)
         finally:
             for item in loaded:
-                if item.temporary and item.path is not None:
+                if item.path is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(item.path)
         return replace(request, media=media)
@@ -156,25 +155,26 @@ class MediaResolver:
     async def _part(self, item: _Loaded, inline: bool) -> MediaPart:
         try:
             if inline:
-                data = item.data if item.data is not None else await asyncio.to_thread(_read, item.path)
+                data = item.data if item.data is not None else await asyncio.to_thread(_read, item)
                 return MediaPart(item.mime_type, data=data)
-            if item.data is not None:
-                digest = hashlib.sha256(item.data).hexdigest()
-            else:
-                assert item.path is not None
-                digest = await asyncio.to_thread(file_digest, item.path)
-        except OSError as exc:  # the file went away or became unreadable since the run's check
-            message = f"{item.attachment.describe()}: {exc.strerror or exc}"
-            raise AttachmentFailed(RowError("ATTACHMENT_UNREADABLE", message)) from exc
+            digest = await asyncio.to_thread(_digest, item)
+        except OSError as exc:
+            raise AttachmentFailed(_unreadable(item.attachment, exc)) from exc
         return await self._uploads.get(f"{item.mime_type}:{digest}", lambda: self._upload(item))
 
     async def _upload(self, item: _Loaded) -> MediaPart:
-        source: str | bytes = item.data if item.data is not None else str(item.path)
         name = os.path.basename(item.attachment.value.split("?")[0]) or "attachment"
         try:
-            uploaded = await call_with_retries(
-                self._policy, lambda: self._client.upload_media(source, item.mime_type, name)
-            )
+            with await asyncio.to_thread(_source, item) as source:
+
+                async def upload() -> UploadedMedia:
+                    if not isinstance(source, str | bytes):
+                        source.seek(0)  # a retry reads the file again from its start
+                    return await self._client.upload_media(source, item.mime_type, name)
+
+                uploaded = await call_with_retries(self._policy, upload)
+        except OSError as exc:
+            raise AttachmentFailed(_unreadable(item.attachment, exc)) from exc
         except CallFailed as failure:
             raise self._row_failure(failure, "ATTACHMENT_UPLOAD_FAILED", f"uploading {name}") from failure
         if uploaded.file_name:
@@ -201,64 +201,15 @@ class MediaResolver:
     async def _download(self, attachment: Attachment) -> _Loaded:
         async with self._download_slots:
             try:
-                loaded = await call_with_retries(self._policy, lambda: self._fetch(attachment))
+                async with asyncio.timeout(self._timeout):
+                    got = await call_with_retries(self._policy, lambda: self._downloader.get(attachment))
             except CallFailed as failure:
                 error = RowError("ATTACHMENT_DOWNLOAD_FAILED", f"{attachment.describe()}: {failure.message}")
                 raise AttachmentFailed(replace(error, code=failure.code)) from failure
-        return loaded
-
-    async def _fetch(self, attachment: Attachment) -> _Loaded:
-        """One GET: small answers stay in memory, larger ones are spooled to a temporary file."""
-        assert self._session is not None, "use MediaResolver as an async context manager"
-        url = attachment.value
-        try:
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    message = f"GET answered {response.status} {response.reason}"
-                    raise CallFailed(f"HTTP_{response.status}", message, code=response.status)
-                mime = _answer_type(response.headers.get("Content-Type")) or attachment.mime_type
-                if mime is None:
-                    message = f"{attachment.describe()}: the answer names no media type"
-                    raise AttachmentFailed(RowError("ATTACHMENT_UNKNOWN_TYPE", message))
-                return await self._receive(attachment, mime, response.content.iter_chunked(_CHUNK))
-        except (aiohttp.ClientError, OSError) as exc:
-            message = f"download failed: {type(exc).__name__}: {exc}"
-            raise CallFailed("UNAVAILABLE", message, transport=True) from exc
-        except TimeoutError as exc:
-            message = f"no answer within {self._timeout:g} s"
-            raise CallFailed("DEADLINE_EXCEEDED", message, transport=True) from exc
-
-    async def _receive(self, attachment: Attachment, mime: str, chunks: AsyncIterator[bytes]) -> _Loaded:
-        buffer = bytearray()
-        handle = None
-        path = None
-        size = 0
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > MAX_ATTACHMENT_BYTES:
-                    raise AttachmentFailed(
-                        RowError("ATTACHMENT_TOO_LARGE", f"{attachment.describe()}: larger than 2 GB")
-                    )
-                if handle is None and size > self._inline_limit:
-                    # Too big to inline: it will be uploaded from disk, so it need not sit in memory.
-                    fd, path = tempfile.mkstemp(prefix=".gembulk-media-", dir=self._scratch_dir)
-                    handle = os.fdopen(fd, "wb")
-                    await asyncio.to_thread(handle.write, bytes(buffer))
-                    buffer = bytearray()
-                if handle is not None:
-                    await asyncio.to_thread(handle.write, chunk)
-                else:
-                    buffer += chunk
-        except BaseException:
-            if handle is not None:
-                handle.close()
-                os.unlink(str(path))
-            raise
-        if handle is None:
-            return _Loaded(attachment, mime, size, data=bytes(buffer))
-        handle.close()
-        return _Loaded(attachment, mime, size, path=path, temporary=True)
+            except TimeoutError as exc:
+                message = f"{attachment.describe()}: not downloaded within {self._timeout:g} s (--timeout)"
+                raise AttachmentFailed(RowError("ATTACHMENT_DOWNLOAD_FAILED", message)) from exc
+        return _Loaded(attachment, got.mime_type, got.size, data=got.data, path=got.path)
 
 
 async def resolve_in_order(
@@ -290,25 +241,50 @@ async def resolve_in_order(
 
 
 async def _local(attachment: Attachment) -> _Loaded:
-    # The run's check found the file and its type; a file removed since fails only its own rows.
+    # The run's check found the file inside its folder; one removed since (or with a link put in its
+    # way) fails only its own rows.
+    assert attachment.root is not None
     try:
-        size = os.stat(attachment.value).st_size
+        size = await asyncio.to_thread(confined.size, attachment.root, attachment.value)
     except OSError as exc:
-        raise AttachmentFailed(
-            RowError("ATTACHMENT_NOT_FOUND", f"{attachment.describe()}: {exc.strerror}")
-        ) from exc
+        raise AttachmentFailed(_unreadable(attachment, exc, "ATTACHMENT_NOT_FOUND")) from exc
     mime = attachment.mime_type or media_type(attachment.value) or "application/octet-stream"
-    return _Loaded(attachment, mime, size, path=attachment.value)
+    return _Loaded(attachment, mime, size)
 
 
-def _read(path: str | None) -> bytes:
-    assert path is not None
-    with open(path, "rb") as handle:
-        return handle.read()
+def _read(item: _Loaded) -> bytes:
+    if item.path is not None:
+        with open(item.path, "rb") as handle:
+            return handle.read()
+    assert item.attachment.root is not None
+    return confined.read(item.attachment.root, item.attachment.value)
 
 
-def _answer_type(header: str | None) -> str | None:
-    if not header:
-        return None
-    mime = header.split(";", 1)[0].strip().lower()
-    return None if not mime or mime in _GENERIC_TYPES else mime
+def _digest(item: _Loaded) -> str:
+    if item.data is not None:
+        return hashlib.sha256(item.data).hexdigest()
+    if item.path is not None:
+        with open(item.path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    assert item.attachment.root is not None
+    return confined.digest(item.attachment.root, item.attachment.value)
+
+
+def _source(item: _Loaded) -> contextlib.AbstractContextManager[str | bytes | BinaryIO]:
+    """What the upload reads: bytes, a temporary file's path, or a local file opened inside its folder."""
+    if item.data is not None:
+        return contextlib.nullcontext(item.data)
+    if item.path is not None:
+        return contextlib.nullcontext(item.path)
+    assert item.attachment.root is not None
+    return confined.open_file(item.attachment.root, item.attachment.value)
+
+
+def _unreadable(attachment: Attachment, exc: OSError, status: str = "ATTACHMENT_UNREADABLE") -> RowError:
+    if isinstance(exc, confined.OutsideRoot):
+        return _blocked(attachment, exc.strerror or "outside the attachment folder")
+    return RowError(status, f"{attachment.describe()}: {exc.strerror or exc}")
+
+
+def _blocked(attachment: Attachment, reason: str) -> RowError:
+    return RowError("ATTACHMENT_BLOCKED", f"{attachment.describe()}: {reason}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gembulk import jobfile
-from gembulk.attachments import AttachSpec, LocalFileCheck, check_columns
+from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
 from gembulk.jsonfiles import read_json
@@ -38,7 +38,7 @@ class Prepared:
     spool: str | None  # temporary copy of stdin, deleted at the end
     prices: PriceTable
     total: int  # records this run is about: rows (of its --shard) times models
-    attach: AttachSpec | None = None  # --attach columns, and where relative paths are looked up
+    attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -85,9 +85,9 @@ async def prepare(options: RunOptions) -> Prepared:
         scan = await scan_input(spec, template.fields)
         attach = None
         if options.attach:
-            attach = AttachSpec.for_input(options.attach, None if options.input == "-" else options.input)
+            attach = _attach_spec(options)
             check_columns(attach, scan.columns, fmt, spec.name)
-            await _check_local_files(spec, attach, options)
+            await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
         generation: dict[str, Any] = {
             "temperature": options.generation.temperature,
@@ -131,9 +131,17 @@ def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
         )
 
 
-async def _check_local_files(spec: InputSpec, attach: AttachSpec, options: RunOptions) -> None:
-    """Every local attachment must exist (and have a known type) before anything is sent."""
-    check = LocalFileCheck(spec.name)
+def _attach_spec(options: RunOptions) -> AttachSpec:
+    root = options.attach_root
+    if root is not None and not os.path.isdir(root):
+        raise UsageError(f"--attach-root {root}: no such directory")
+    return AttachSpec.for_input(options.attach, None if options.input == "-" else options.input, root)
+
+
+async def _check_attachments(spec: InputSpec, attach: AttachSpec, options: RunOptions) -> None:
+    """Every local attachment must be inside the root, exist and have a known type, and every URL be an
+    http(s) one, before anything is sent."""
+    check = AttachmentCheck(spec.name)
     source = await open_input(spec, check_unique_ids=False)
     try:
         async for row in source.rows():

@@ -20,10 +20,12 @@ class InputRow:
 class Attachment:
     """One media reference from an `--attach` column, as the row gave it (nothing read or fetched yet)."""
 
-    kind: str  # "path" (a local file), "url" (http or https) or "file" (a Files API name, "files/…")
-    value: str  # the absolute path, the URL or the file name
+    kind: str  # "path" (a local file), "url" (http or https), "file" (a Files API name, "files/…"), or
+    # "scheme" (a URL of another scheme, file: or ftp: …: refused, never read as a path)
+    value: str  # the absolute path (links resolved), the URL or the file name
     column: str
     mime_type: str | None = None  # from the extension; a URL's answer may tell better
+    root: str | None = None  # a path's attachment folder: the file is read only from inside it
 
     def describe(self) -> str:
         return f"{self.column} {self.value}"
@@ -154,6 +156,15 @@ class CallFailed(Exception):
 
     def to_row_error(self) -> RowError:
         return RowError(status=self.status, message=self.message, code=self.code)
+
+
+class AttachmentFailed(Exception):
+    """This row's media could not be had (a URL that failed or was blocked, an upload refused): a failed
+    row, not a failed run."""
+
+    def __init__(self, error: RowError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 # Keys every output record has, in this order; input fields with the same names are overwritten.

@@ -223,6 +223,8 @@ async def _media(
         downloads=options.downloads,
         timeout=options.timeout,
         scratch_dir=os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None,
+        max_download=options.download_limit,
+        allow_private_urls=options.allow_private_urls,
     )
     async with resolver:
         try:

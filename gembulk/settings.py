@@ -97,10 +97,18 @@ class RunOptions:
     attach: tuple[str, ...] = ()  # --attach: columns whose values are media (path, URL or files/… name)
     inline_limit: int = 14 * 1024 * 1024  # --inline-limit: attachment bytes sent inline in one request
     downloads: int = 32  # --downloads: attachments fetched at once, ahead of the workers (default: -c)
+    attach_root: str | None = None  # --attach-root: the folder local attachments are confined to
+    # (None: the input file's folder, or the current directory for stdin)
+    allow_private_urls: bool = False  # --allow-private-urls: URL attachments may reach non-public addresses
+    max_download: int | None = None  # --max-download: largest URL attachment body (None: inline_limit)
 
     @property
     def models(self) -> tuple[str, ...]:
         return self.fanout or (self.model,)
+
+    @property
+    def download_limit(self) -> int:
+        return self.inline_limit if self.max_download is None else self.max_download
 
 
 @dataclass(frozen=True)
@@ -116,12 +124,47 @@ class CollectOptions:
     quiet: bool = False
 
 
-NO_API_KEY = "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key"
+NO_API_KEY = "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) or pass --api-key-file PATH"
 
 
 def require_api_key(key: str | None) -> str:
     if not key:
         raise UsageError(NO_API_KEY)
+    return key
+
+
+API_KEY_VISIBLE = (
+    "--api-key on the command line is visible to every user of this machine (ps); set GEMINI_API_KEY, "
+    "or use --api-key-file PATH"
+)
+_KEY_FILE_LIMIT = 64 * 1024  # a key is ~40 characters; more is the wrong file, not a key
+
+
+def command_line_key(api_key: str | None, api_key_file: str | None) -> tuple[str | None, bool]:
+    """The key given with --api-key VALUE, --api-key @PATH or --api-key-file PATH, and whether it was
+    typed on the command line itself, where `ps` shows it to every user of the machine."""
+    if api_key is not None and api_key_file is not None:
+        raise UsageError("give --api-key or --api-key-file, not both")
+    if api_key is not None and api_key.startswith("@"):
+        return read_key_file(api_key[1:], "--api-key @"), False
+    if api_key_file is not None:
+        return read_key_file(api_key_file, "--api-key-file "), False
+    return api_key, bool(api_key)
+
+
+def read_key_file(path: str, flag: str) -> str:
+    """The key in a file, whitespace stripped. Errors name the file, never what it holds."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_KEY_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise UsageError(f"{flag}{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    try:
+        key = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        key = ""
+    if not key or len(data) > _KEY_FILE_LIMIT or any(char.isspace() for char in key):
+        raise UsageError(f"{flag}{path}: does not hold one API key (put only the key in the file)")
     return key
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gembulk.attachments import AttachSpec, LocalFileCheck, check_columns, identity, media_type
+from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, identity, media_type
 from gembulk.cache import cache_key
 from gembulk.client import GenerationSettings
 from gembulk.errors import InputError, UsageError
@@ -45,18 +45,21 @@ def test_media_type_from_the_extension(name: str, mime: str | None) -> None:
 
 def test_references_are_urls_file_names_or_local_paths(tmp_path: Path) -> None:
     (tmp_path / "beside.png").write_bytes(b"x")
-    spec = AttachSpec(("a", "b", "c"), (str(tmp_path / "elsewhere"), str(tmp_path)))
-    found = spec.of(row(1, a="https://cdn.example/p/cat.jpg?size=2", b="files/abc123", c="beside.png"))
+    spec = AttachSpec.for_input(("a", "b", "c", "d"), str(tmp_path / "rows.csv"))
+    cells = {"a": "https://cdn.example/p/cat.jpg?size=2", "b": "files/abc123", "c": "beside.png"}
+    found = spec.of(row(1, **cells, d="HTTP://CDN.example/x.PNG"))
+    root = str(tmp_path.resolve())
     assert found == (
         Attachment("url", "https://cdn.example/p/cat.jpg?size=2", "a", "image/jpeg"),
         Attachment("file", "files/abc123", "b"),
-        # Looked up in the current directory first, then beside the input (here the second base).
-        Attachment("path", str(tmp_path / "beside.png"), "c", "image/png"),
+        # Relative to the attachment root: by default the input file's folder.
+        Attachment("path", str(tmp_path.resolve() / "beside.png"), "c", "image/png", root=root),
+        Attachment("url", "HTTP://CDN.example/x.PNG", "d", "image/png"),  # any case is a URL
     )
 
 
 def test_blank_cells_and_missing_jsonl_fields_attach_nothing() -> None:
-    spec = AttachSpec(("a", "b"), ("/",))
+    spec = AttachSpec(("a", "b"), "/")
     assert spec.of(row(1, a="  ", b=None)) == ()
     assert spec.of(row(2)) == ()
     listed = spec.of(row(3, a=["/x.png", "", "/y.png"]))
@@ -64,7 +67,7 @@ def test_blank_cells_and_missing_jsonl_fields_attach_nothing() -> None:
 
 
 def test_attach_columns_must_exist_in_csv_but_not_in_every_jsonl_row() -> None:
-    spec = AttachSpec(("image",), ("/",))
+    spec = AttachSpec(("image",), "/")
     with pytest.raises(InputError, match="no column 'image'"):
         check_columns(spec, ("id", "text"), "csv", "in.csv")
     check_columns(spec, ("id", "text"), "jsonl", "in.jsonl")
@@ -75,8 +78,8 @@ def test_attach_columns_must_exist_in_csv_but_not_in_every_jsonl_row() -> None:
 def test_the_local_file_check_names_the_first_rows_and_counts_the_rest(tmp_path: Path) -> None:
     (tmp_path / "ok.png").write_bytes(b"x")
     (tmp_path / "odd.xyz123").write_bytes(b"x")
-    spec = AttachSpec(("m",), (str(tmp_path),))
-    check = LocalFileCheck("in.csv")
+    spec = AttachSpec(("m",), str(tmp_path.resolve()))
+    check = AttachmentCheck("in.csv")
     names = ["ok.png", "odd.xyz123"] + [f"gone{i}.png" for i in range(8)]
     for index, name in enumerate(names, 1):
         check.check(row(index, m=name), spec.of(row(index, m=name)))
@@ -85,13 +88,13 @@ def test_the_local_file_check_names_the_first_rows_and_counts_the_rest(tmp_path:
     message = raised.value.message
     assert "line 3 (id 2)" in message and "cannot tell its media type" in message
     assert "gone0.png not found" in message and "and 4 more" in message  # 9 problems, 5 named
-    LocalFileCheck("in.csv").raise_if_any()  # no problem, no error
+    AttachmentCheck("in.csv").raise_if_any()  # no problem, no error
 
 
 def test_identity_is_the_content_for_files_and_the_reference_otherwise(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(b"first")
-    local = Attachment("path", str(path), "m", "image/png")
+    local = Attachment("path", str(path.resolve()), "m", "image/png", root=str(tmp_path.resolve()))
     assert identity(local) == "sha256:" + hashlib.sha256(b"first").hexdigest()
     path.write_bytes(b"second!")  # another size: the remembered digest is not reused
     assert identity(local) == "sha256:" + hashlib.sha256(b"second!").hexdigest()
@@ -122,7 +125,7 @@ def test_request_json_puts_media_before_the_text() -> None:
 
 
 def loaded(size: int) -> _Loaded:
-    return _Loaded(Attachment("path", f"/{size}", "m", "image/png"), "image/png", size, path=f"/{size}")
+    return _Loaded(Attachment("path", f"/{size}", "m", "image/png", root="/"), "image/png", size)
 
 
 def test_the_smallest_attachments_go_inline_within_the_limit() -> None:

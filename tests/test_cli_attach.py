@@ -61,7 +61,7 @@ def test_local_files_go_inline_with_their_bytes_and_type(fake: FakeAPI, tmp_path
     ]
     path = write_csv(tmp_path / "rows.csv", rows)
     out = tmp_path / "out.jsonl"
-    # Relative paths are found beside the input file too (the run starts in another directory).
+    # Relative paths start from the input file's folder (the run starts in another directory).
     result = run_cli(
         ["run", str(path), "-t", "{text}", "--attach", "image", "--attach", "doc", "-o", str(out)],
         fake.url,
@@ -136,7 +136,9 @@ def test_urls_are_downloaded_and_a_failing_url_fails_only_its_row(
     rows.append({"id": "missing", "url": f"{site.url}/gone.png"})
     path = write_csv(tmp_path / "rows.csv", rows)
     out = tmp_path / "out.jsonl"
-    result = run_cli(["run", str(path), "-t", "caption {id}", "--attach", "url", "-o", str(out)], fake.url)
+    # The test server is on 127.0.0.1: a private address, fetched only with --allow-private-urls.
+    args = ["run", str(path), "-t", "caption {id}", "--attach", "url", "-o", str(out), "--allow-private-urls"]
+    result = run_cli(args, fake.url)
     assert result.returncode == 1, result.stderr
     records = by_id(read_jsonl(out))
     for i, data in pictures.items():
@@ -150,7 +152,7 @@ def test_urls_are_downloaded_and_a_failing_url_fails_only_its_row(
 
     # The failed row is retried by the next run; the finished ones are not downloaded again.
     site.add("/gone.png", blob(99, 300))
-    again = run_cli(["run", str(path), "-t", "caption {id}", "--attach", "url", "-o", str(out)], fake.url)
+    again = run_cli(args, fake.url)
     assert again.returncode == 0, again.stderr
     assert by_id(read_jsonl(out))["missing"]["error"] is None
     assert site.hits["/img/1"] == 1
@@ -217,6 +219,7 @@ def test_batch_lines_reference_uploaded_files(fake: FakeAPI, site: MediaSite, tm
     path = write_csv(tmp_path / "rows.csv", rows)
     out = tmp_path / "out.jsonl"
     args = ["run", str(path), "-t", "tag {id}", "--attach", "media", "-o", str(out), "--batch"]
+    args += ["--allow-private-urls"]  # the test server is on 127.0.0.1
     result = run_cli([*args, "--poll-interval", "0.1", "--keep-files"], fake.url, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     records = by_id(read_jsonl(out))

@@ -12,6 +12,7 @@ from typing import IO
 
 from gembulk.client import GenerationSettings
 from gembulk.errors import InputError, UsageError
+from gembulk.filemodes import open_private
 from gembulk.records import PromptRequest
 
 _WRITE_BUFFER = 1 << 20
@@ -102,7 +103,7 @@ class PartWriter:
             self._close_part()
         if self._handle is None:
             self._path = os.path.join(self.directory, f"{self.prefix}-{len(self.parts) + 1:04d}.jsonl")
-            self._handle = open(self._path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+            self._handle = open_private(self._path, buffering=_WRITE_BUFFER)  # the rows' prompts: 0600
             self._rows = self._bytes = 0
             self._first = index
         self._handle.write(line)

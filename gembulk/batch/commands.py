@@ -16,6 +16,7 @@ from gembulk.batch.jobs import BatchService, JobStatus, PollSettings, format_dur
 from gembulk.batch.results import DUPLICATE, from_line, index_results, not_answered, read_line
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode
+from gembulk.filemodes import new_output_file
 from gembulk.observer import RunObserver
 from gembulk.records import InputRow, Outcome, build_record
 from gembulk.retry import RetryPolicy
@@ -187,8 +188,8 @@ async def _write_bare(results: str, output: str, model: str, stats: RunStats) ->
     index = await asyncio.to_thread(index_results, results)
     fmt = detect_output_format(output, None)
     directory = os.path.dirname(os.path.abspath(output))
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".gembulk-tmp", dir=directory)
-    os.close(fd)
+    # Renamed over OUT: created with the umask's mode (or OUT's own), as the online writer's OUT is.
+    temp = new_output_file(directory, f".{os.path.basename(output)}.", ".gembulk-tmp", like=output)
     try:
         writer = await open_writer(temp, fmt, (), with_parsed=False, append=False)
         handle: IO[bytes]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from gembulk.client import GeminiClient
 from gembulk.errors import BatchError, FatalAPIError, GembulkError, NotReadyError
+from gembulk.filemodes import create_private
 from gembulk.observer import RunObserver
 from gembulk.records import CallFailed
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, call_with_retries, classify
@@ -229,6 +230,7 @@ class BatchService:
         await self._retry(f"cancel {name}", lambda: self.client.cancel_batch(name))
 
     async def download(self, file_name: str, destination: str) -> None:
+        create_private(destination)  # the SDK opens it for writing: it then holds answers, so 0600
         await self._retry(f"download {file_name}", lambda: self.client.download_file(file_name, destination))
 
     async def delete_file(self, file_name: str) -> str | None:

@@ -73,6 +73,9 @@ class BatchState:
     media_files: tuple[str, ...] = ()  # attachments uploaded for the jobs' lines: deleted after the fetch
     media_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # row id -> error of rows
     # whose attachments could not be had (a failing URL): left out of the jobs, written as failed rows
+    attach_root: str | None = None  # the folder local attachments were confined to (resolved)
+    allow_private_urls: bool = False  # --allow-private-urls of the run
+    max_download: int | None = None  # the largest URL attachment of the run (None: the default)
     version: int = field(default=VERSION)
 
     def model_of(self, job: JobRef) -> str:
@@ -154,7 +157,7 @@ def locked(output: str) -> Iterator[None]:
     cannot carry the lock); the kernel drops it when the process dies, even by SIGKILL.
     """
     path = os.path.abspath(output) + LOCK_SUFFIX
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

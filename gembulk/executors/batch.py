@@ -32,6 +32,7 @@ from gembulk.client import GenerationSettings
 from gembulk.errors import GembulkError
 from gembulk.executors import Emit, Executor, RequestSource
 from gembulk.executors.online import fatal_error
+from gembulk.filemodes import copy_private
 from gembulk.media import MediaResolver, resolve_in_order
 from gembulk.observer import RunObserver
 from gembulk.records import CallFailed, Outcome, PromptRequest, RowError
@@ -232,7 +233,7 @@ class BatchExecutor:
         try:
             os.link(self._stdin_spool, target)
         except OSError:
-            shutil.copyfile(self._stdin_spool, target)
+            copy_private(self._stdin_spool, target)
 
     def _save(self, state: BatchState) -> None:
         self._state = state
