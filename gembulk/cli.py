@@ -14,6 +14,7 @@ import typer
 
 from gembulk.client import GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
+from gembulk.outputs import OutputClosedError
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
 from gembulk.settings import (
@@ -35,7 +36,6 @@ from gembulk.settings import (
     resolve_base_url,
 )
 from gembulk.startup import long_lived_objects
-from gembulk.writers import OutputClosedError
 
 EXIT_CODES_HELP = """
 Exit codes: 0 every row succeeded; 1 the run finished and some rows failed; 2 bad usage or input,

@@ -23,6 +23,7 @@ from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
 from gembulk.media import MediaResolver
 from gembulk.observer import NullObserver, RunObserver
+from gembulk.outputs import ExistingOutput, ResultWriter, compact, open_writer
 from gembulk.prepare import Prepared, check_output_directory, prepare, request_source
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
@@ -30,7 +31,6 @@ from gembulk.scheduler import Scheduler
 from gembulk.settings import BatchMode, CollectOptions, RunOptions, require_api_key
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
-from gembulk.writers import ExistingOutput, ResultWriter, compact, open_writer
 
 if TYPE_CHECKING:
     from gembulk.executors.batch import BatchExecutor
