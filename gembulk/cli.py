@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from gembulk.client import GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, NotReadyError, UsageError
 from gembulk.outputs import OutputClosedError
 from gembulk.retry import RetryPolicy
@@ -27,6 +26,7 @@ from gembulk.settings import (
     BatchMode,
     BatchOptions,
     CollectOptions,
+    GenerationSettings,
     ProgressMode,
     RunOptions,
     check_positive,

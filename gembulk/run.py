@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gembulk import jobfile
 from gembulk.budget import Budget
-from gembulk.client import GeminiClient, GenerationSettings
+from gembulk.client import GeminiClient
 from gembulk.errors import ExitCode, GembulkError, UsageError
 from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
@@ -28,7 +28,7 @@ from gembulk.prepare import Prepared, check_output_directory, prepare, request_s
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
 from gembulk.scheduler import Scheduler
-from gembulk.settings import BatchMode, CollectOptions, RunOptions, require_api_key
+from gembulk.settings import BatchMode, CollectOptions, GenerationSettings, RunOptions, require_api_key
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
 

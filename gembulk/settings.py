@@ -5,15 +5,19 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gembulk.client import GenerationSettings
 from gembulk.errors import UsageError
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
 from gembulk.shard import Shard
+
+if TYPE_CHECKING:
+    from google.genai import types
+
+    from gembulk.records import MediaPart
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 # Enough in flight to hide multi-second model latency; the adaptive limit backs off from here when
@@ -44,6 +48,31 @@ class BatchMode(enum.StrEnum):
     DETACH = "detach"  # run --batch --detach: submit, save the state file, exit
     WAIT = "wait"  # batch wait: poll the state file's jobs until they end, then write OUT
     FETCH = "fetch"  # batch fetch: write OUT if the jobs have ended, else exit 4
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Per-job request settings: one GenerateContentConfig shared by every row, or one request per batch line.
+
+    A plain value: the SDK conversions live in gembulk.client.request, imported on call so that this
+    module (and the command line's help and usage errors) never loads google-genai.
+    """
+
+    system: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def to_config(self) -> types.GenerateContentConfig:
+        from gembulk.client.request import generate_config
+
+        return generate_config(self)
+
+    def to_request_json(self, prompt: str, media: Sequence[MediaPart] = ()) -> dict[str, Any]:
+        """The same request as a GenerateContentRequest in proto-JSON (for Batch API input lines)."""
+        from gembulk.client.request import request_json
+
+        return request_json(self, prompt, media)
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,13 @@ from gembulk.batch.results import (
     read_line,
 )
 from gembulk.batch.state import BatchState, JobRef
-from gembulk.client import GenerationSettings
 from gembulk.errors import GembulkError
 from gembulk.executors import Emit, Executor, RequestSource
 from gembulk.executors.online import fatal_error
 from gembulk.media import MediaResolver, resolve_in_order
 from gembulk.observer import RunObserver
 from gembulk.records import CallFailed, Outcome, PromptRequest, RowError
-from gembulk.settings import BatchMode, BatchOptions
+from gembulk.settings import BatchMode, BatchOptions, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
