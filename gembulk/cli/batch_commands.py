@@ -181,8 +181,8 @@ def _collect(
         progress=progress,
         quiet=quiet,
     )
+    from gembulk.collect import collect
     from gembulk.progress import make_observer
-    from gembulk.run import collect
 
     result = asyncio.run(collect(target, output, how, make_observer(progress, quiet=quiet)))
     if result.error is not None:
