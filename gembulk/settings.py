@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gembulk.errors import UsageError
-from gembulk.retry import RetryPolicy
-from gembulk.scheduler import Limits
-from gembulk.shard import Shard
 
 if TYPE_CHECKING:
-    from google.genai import types
-
     from gembulk.records import MediaPart
+    from gembulk.retry import RetryPolicy
+    from gembulk.scheduler import Limits
+    from gembulk.shard import Shard
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 # Enough in flight to hide multi-second model latency; the adaptive limit backs off from here when
@@ -39,6 +37,13 @@ class ProgressMode(enum.StrEnum):
     PLAIN = "plain"
     JSON = "json"
     OFF = "off"
+
+
+class Fallback(enum.StrEnum):
+    """--fallback: what becomes of rows a batch did not answer (its job failed, or a transient error)."""
+
+    NONE = "none"
+    ONLINE = "online"  # finished online, in the same run
 
 
 class BatchMode(enum.StrEnum):
@@ -63,7 +68,8 @@ class GenerationSettings:
     max_output_tokens: int | None = None
     json_schema: dict[str, Any] | None = None
 
-    def to_config(self) -> types.GenerateContentConfig:
+    def to_config(self) -> Any:
+        """The SDK's GenerateContentConfig for these settings."""
         from gembulk.client.request import generate_config
 
         return generate_config(self)
@@ -106,8 +112,8 @@ class RunOptions:
     model: str = DEFAULT_MODEL
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     json_schema_path: str | None = None
-    limits: Limits = field(default_factory=Limits)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=lambda: _default_limits())
+    retry: RetryPolicy = field(default_factory=lambda: _default_retry())
     timeout: float | None = DEFAULT_TIMEOUT
     api_key: str | None = None
     base_url: str | None = None
@@ -130,6 +136,19 @@ class RunOptions:
     @property
     def models(self) -> tuple[str, ...]:
         return self.fanout or (self.model,)
+
+
+def _default_limits() -> Limits:
+    # Imported on use: the command line's help and usage errors never load the scheduler (nor asyncio).
+    from gembulk.scheduler import Limits
+
+    return Limits()
+
+
+def _default_retry() -> RetryPolicy:
+    from gembulk.retry import RetryPolicy
+
+    return RetryPolicy()
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import pytest
 import typer
 
 from gembulk.cli import app
-from gembulk.cli.run_options import Fallback, RunArgs, run_options
+from gembulk.cli.run_options import RunArgs, run_options
 from gembulk.errors import UsageError
-from gembulk.settings import DEFAULT_MODEL, BatchMode
+from gembulk.settings import DEFAULT_MODEL, BatchMode, Fallback
 
 # Runs the command line in a fresh interpreter and reports its exit code and which heavy modules it loaded.
 _PROBE = """

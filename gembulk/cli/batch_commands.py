@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -17,13 +16,13 @@ from gembulk.cli.common import (
     print_error,
     setup_logging,
 )
-from gembulk.cli.run_options import Fallback
 from gembulk.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     BatchMode,
     BatchOptions,
     CollectOptions,
+    Fallback,
     ProgressMode,
     check_positive,
     require_api_key,
@@ -110,6 +109,8 @@ def batch_status(
 ) -> None:
     setup_logging(debug)
     connection = _connection(api_key, base_url)
+    import asyncio
+
     from gembulk.batch import commands
 
     print(asyncio.run(commands.status(target, output, connection, as_json=as_json)))
@@ -127,6 +128,8 @@ def batch_cancel(
 ) -> None:
     setup_logging(debug)
     connection = _connection(api_key, base_url)
+    import asyncio
+
     from gembulk.batch import commands
 
     print(asyncio.run(commands.cancel(target, output, connection)))
@@ -143,6 +146,8 @@ def batch_list(
     setup_logging(debug)
     check_positive("--limit", limit)
     connection = _connection(api_key, base_url)
+    import asyncio
+
     from gembulk.batch import commands
 
     print(asyncio.run(commands.list_jobs(connection, limit=limit, as_json=as_json)))
@@ -181,6 +186,8 @@ def _collect(
         progress=progress,
         quiet=quiet,
     )
+    import asyncio
+
     from gembulk.collect import collect
     from gembulk.progress import make_observer
 

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from gembulk.cli.common import EXIT_CODES_HELP, print_error, setup_logging
-from gembulk.cli.run_options import Fallback, RunArgs, run_options
 from gembulk.settings import (
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
@@ -15,6 +14,7 @@ from gembulk.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
+    Fallback,
     ProgressMode,
 )
 from gembulk.startup import long_lived_objects
@@ -290,7 +290,10 @@ def run(
     base_url: BaseUrlOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    args = RunArgs(**locals())  # first statement: the parameters are all the locals there are
+    given = dict(locals())  # the first statement: every parameter, and nothing else
+    from gembulk.cli.run_options import RunArgs, run_options
+
+    args = RunArgs(**given)
     setup_logging(args.debug)
     options = run_options(args)  # a usage error is reported before the SDK is even imported
     with long_lived_objects():  # the modules of a run live until exit: see gembulk/startup.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from gembulk.settings import (
     DEFAULT_TIMEOUT,
     BatchMode,
     BatchOptions,
+    Fallback,
     GenerationSettings,
     ProgressMode,
     RunOptions,
@@ -28,11 +28,6 @@ from gembulk.settings import (
     resolve_base_url,
 )
 from gembulk.shard import Shard
-
-
-class Fallback(enum.StrEnum):
-    NONE = "none"
-    ONLINE = "online"
 
 
 @dataclass(frozen=True)
