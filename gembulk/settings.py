@@ -97,6 +97,19 @@ class BatchOptions:
     state_path: str | None = None  # wait/fetch: the state file whose jobs are collected
 
 
+def _default_limits() -> Limits:
+    # Imported on use: the command line's help and usage errors never load the scheduler (nor asyncio).
+    from gembulk.scheduler import Limits
+
+    return Limits()
+
+
+def _default_retry() -> RetryPolicy:
+    from gembulk.retry import RetryPolicy
+
+    return RetryPolicy()
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Everything `run_job` needs; nothing below the CLI reads the environment."""
@@ -112,8 +125,8 @@ class RunOptions:
     model: str = DEFAULT_MODEL
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     json_schema_path: str | None = None
-    limits: Limits = field(default_factory=lambda: _default_limits())
-    retry: RetryPolicy = field(default_factory=lambda: _default_retry())
+    limits: Limits = field(default_factory=_default_limits)
+    retry: RetryPolicy = field(default_factory=_default_retry)
     timeout: float | None = DEFAULT_TIMEOUT
     api_key: str | None = None
     base_url: str | None = None
@@ -136,19 +149,6 @@ class RunOptions:
     @property
     def models(self) -> tuple[str, ...]:
         return self.fanout or (self.model,)
-
-
-def _default_limits() -> Limits:
-    # Imported on use: the command line's help and usage errors never load the scheduler (nor asyncio).
-    from gembulk.scheduler import Limits
-
-    return Limits()
-
-
-def _default_retry() -> RetryPolicy:
-    from gembulk.retry import RetryPolicy
-
-    return RetryPolicy()
 
 
 @dataclass(frozen=True)
