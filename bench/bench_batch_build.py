@@ -42,10 +42,9 @@ def make_csv(path: Path, rows: int) -> int:
 
 async def _child(input_path: str, workdir: str) -> dict[str, Any]:
     """The build, as `gembulk run --batch` does it: scan (validation) pass, then the streaming build."""
-    from gembulk.inputs import InputSpec, open_input, scan_input
-
     from gembulk.batch.build import build_parts
     from gembulk.client import GenerationSettings
+    from gembulk.inputs import InputSpec, open_input, scan_input
     from gembulk.prompts import Template
     from gembulk.records import PromptRequest
     from gembulk.settings import DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_ROWS
