@@ -44,8 +44,8 @@ async def _child(input_path: str, workdir: str) -> dict[str, Any]:
     """The build, as `gembulk run --batch` does it: scan (validation) pass, then the streaming build."""
     from gembulk.batch.build import build_parts
     from gembulk.client import GenerationSettings
+    from gembulk.inputs import InputSpec, open_input, scan_input
     from gembulk.prompts import Template
-    from gembulk.readers import InputSpec, open_input, scan_input
     from gembulk.records import PromptRequest
     from gembulk.settings import DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_ROWS
 
@@ -57,7 +57,7 @@ async def _child(input_path: str, workdir: str) -> dict[str, Any]:
     scanned = time.perf_counter()
 
     async def requests():  # type: ignore[no-untyped-def]
-        source = await open_input(spec, check_unique_ids=False)  # as run.py: the scan checked them
+        source = await open_input(spec, check_unique_ids=False)  # as prepare.py: the scan checked them
         try:
             async for row in source.rows():
                 yield PromptRequest(row=row, prompt=template.render(row.fields), model="gemini-2.5-flash")

@@ -13,15 +13,15 @@ from gembulk import jobfile
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
+from gembulk.inputs import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
 from gembulk.jsonfiles import read_json
+from gembulk.outputs import ExistingOutput, RecordKey, detect_output_format, load_existing
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
-from gembulk.readers import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
 from gembulk.records import Attachment, PromptRequest
 from gembulk.settings import NO_API_KEY, BatchMode, RunOptions, schema_summary
 from gembulk.shard import Shard
 from gembulk.stats import RunStats
-from gembulk.writers import ExistingOutput, RecordKey, detect_output_format, load_existing
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gembulk.client import GenerationSettings
 from gembulk.errors import UsageError
-from gembulk.retry import RetryPolicy
-from gembulk.scheduler import Limits
-from gembulk.shard import Shard
+
+if TYPE_CHECKING:
+    from gembulk.records import MediaPart
+    from gembulk.retry import RetryPolicy
+    from gembulk.scheduler import Limits
+    from gembulk.shard import Shard
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 # Enough in flight to hide multi-second model latency; the adaptive limit backs off from here when
@@ -37,6 +40,13 @@ class ProgressMode(enum.StrEnum):
     OFF = "off"
 
 
+class Fallback(enum.StrEnum):
+    """--fallback: what becomes of rows a batch did not answer (its job failed, or a transient error)."""
+
+    NONE = "none"
+    ONLINE = "online"  # finished online, in the same run
+
+
 class BatchMode(enum.StrEnum):
     """What a Batch API run does."""
 
@@ -44,6 +54,32 @@ class BatchMode(enum.StrEnum):
     DETACH = "detach"  # run --batch --detach: submit, save the state file, exit
     WAIT = "wait"  # batch wait: poll the state file's jobs until they end, then write OUT
     FETCH = "fetch"  # batch fetch: write OUT if the jobs have ended, else exit 4
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Per-job request settings: one GenerateContentConfig shared by every row, or one request per batch line.
+
+    A plain value: the SDK conversions live in gembulk.client.request, imported on call so that this
+    module (and the command line's help and usage errors) never loads google-genai.
+    """
+
+    system: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def to_config(self) -> Any:
+        """The SDK's GenerateContentConfig for these settings."""
+        from gembulk.client.request import generate_config
+
+        return generate_config(self)
+
+    def to_request_json(self, prompt: str, media: Sequence[MediaPart] = ()) -> dict[str, Any]:
+        """The same request as a GenerateContentRequest in proto-JSON (for Batch API input lines)."""
+        from gembulk.client.request import request_json
+
+        return request_json(self, prompt, media)
 
 
 @dataclass(frozen=True)
@@ -62,6 +98,19 @@ class BatchOptions:
     state_path: str | None = None  # wait/fetch: the state file whose jobs are collected
 
 
+def _default_limits() -> Limits:
+    # Imported on use: the command line's help and usage errors never load the scheduler (nor asyncio).
+    from gembulk.scheduler import Limits
+
+    return Limits()
+
+
+def _default_retry() -> RetryPolicy:
+    from gembulk.retry import RetryPolicy
+
+    return RetryPolicy()
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Everything `run_job` needs; nothing below the CLI reads the environment."""
@@ -77,8 +126,8 @@ class RunOptions:
     model: str = DEFAULT_MODEL
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     json_schema_path: str | None = None
-    limits: Limits = field(default_factory=Limits)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Limits = field(default_factory=_default_limits)
+    retry: RetryPolicy = field(default_factory=_default_retry)
     timeout: float | None = DEFAULT_TIMEOUT
     api_key: str | None = None
     base_url: str | None = None
@@ -166,6 +215,24 @@ def read_key_file(path: str, flag: str) -> str:
     if not key or len(data) > _KEY_FILE_LIMIT or any(char.isspace() for char in key):
         raise UsageError(f"{flag}{path}: does not hold one API key (put only the key in the file)")
     return key
+
+
+def api_key_of(
+    api_key: str | None,
+    api_key_file: str | None,
+    env: Mapping[str, str] = os.environ,
+    warn: Callable[[str], None] | None = None,
+) -> str | None:
+    """The key from --api-key/--api-key-file or the environment; a key typed on the command line is
+    warned about (`warn`, default: one line on stderr)."""
+    key, visible = command_line_key(api_key, api_key_file)
+    if visible:
+        (warn or _warn)(f"gembulk: warning: {API_KEY_VISIBLE}")
+    return resolve_api_key(key, env)
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def resolve_api_key(explicit: str | None, env: Mapping[str, str] = os.environ) -> str | None:

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gembulk.client import (
-    GeminiClient,
-    GenerationSettings,
-    environment_routes_requests,
-    parse_duration,
-    shared_tls_options,
-)
+from gembulk.client import GeminiClient, environment_routes_requests, parse_duration
+from gembulk.client.sdk_patches import shared_tls_options
 from gembulk.fake import expected_text
 from gembulk.records import CallFailed
+from gembulk.settings import GenerationSettings
 from tests.fake_support import RunningFake, running_fake
 
 KEY = "client-test-key"
@@ -262,7 +258,10 @@ def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
     # the warm-up reads a typical answer through the SDK's own conversion, as the first real one would
     from google.genai import types
 
-    from gembulk.client import _WARMUP_ANSWER, _warm_request_models, _warm_response_models, outcome_from_json
+    from gembulk.client import outcome_from_json
+    from gembulk.client.sdk_patches import WARMUP_ANSWER as _WARMUP_ANSWER
+    from gembulk.client.sdk_patches import warm_request_models as _warm_request_models
+    from gembulk.client.sdk_patches import warm_response_models as _warm_response_models
 
     _warm_response_models()
     assert types.GenerateContentResponse.__pydantic_complete__

@@ -1,4 +1,4 @@
-"""Tests for gembulk.readers: formats, line numbers, ids, chunking, stdin, scanning and memory."""
+"""Tests for gembulk.inputs: formats, line numbers, ids, chunking, stdin, scanning and memory."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gembulk import readers
 from gembulk.errors import InputError, UsageError
-from gembulk.readers import InputSpec, detect_format, open_input, scan_input, spool_stdin
+from gembulk.inputs import InputSpec, detect_format, open_input, scan_input, spool_stdin, stream
 from gembulk.records import InputRow
 
 
@@ -159,7 +158,7 @@ CHUNKY_CSV = (
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 16, 64, 1 << 20])
 async def test_csv_chunk_boundaries_anywhere(tmp_path: Path, monkeypatch, chunk_size: int) -> None:
     path = write(tmp_path, "in.csv", CHUNKY_CSV)
-    monkeypatch.setattr(readers, "CHUNK_SIZE", chunk_size)
+    monkeypatch.setattr(stream, "CHUNK_SIZE", chunk_size)
     _, _, rows = await read_rows(path, "csv")
     expected = list(csv.reader(io.StringIO(CHUNKY_CSV, newline="")))[1:]
     assert [list(r.fields.values()) for r in rows] == [e for e in expected if e]
@@ -174,7 +173,7 @@ async def test_csv_chunk_boundary_inside_quoted_field_with_many_quotes(tmp_path:
     for i in range(20):
         writer.writerow([f"r{i}", value + str(i)])
     path = write(tmp_path, "in.csv", buffer.getvalue())
-    monkeypatch.setattr(readers, "CHUNK_SIZE", 97)
+    monkeypatch.setattr(stream, "CHUNK_SIZE", 97)
     _, _, rows = await read_rows(path, "csv")
     assert [r.fields["prompt"] for r in rows] == [value + str(i) for i in range(20)]
     assert [r.line for r in rows] == [2 + 3 * i for i in range(20)]
@@ -247,7 +246,7 @@ async def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
 
 
 async def test_invalid_utf8_across_small_chunks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_SIZE", 3)
+    monkeypatch.setattr(stream, "CHUNK_SIZE", 3)
     path = write(tmp_path, "in.txt", b"one\ntwo\nthr\xff\xfeee\n")
     with pytest.raises(InputError) as info:
         await read_rows(path, "txt")
@@ -342,7 +341,7 @@ async def test_jsonl_empty_input_with_explicit_id_column(tmp_path: Path) -> None
 
 
 async def test_jsonl_lines_longer_than_a_chunk(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK_SIZE", 8)
+    monkeypatch.setattr(stream, "CHUNK_SIZE", 8)
     records = [{"prompt": "x" * 100 + str(i), "ü": "ß"} for i in range(5)]
     path = write(tmp_path, "in.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     _, _, rows = await read_rows(path, "jsonl")
@@ -450,7 +449,7 @@ def fake_stdin(monkeypatch, data: bytes) -> None:
 async def test_spool_stdin_copies_everything(tmp_path: Path, monkeypatch) -> None:
     data = "".join(f'{{"id": "{i}", "prompt": "p{i} ü"}}\n' for i in range(2000)).encode()
     fake_stdin(monkeypatch, data)
-    monkeypatch.setattr(readers, "CHUNK_SIZE", 1000)
+    monkeypatch.setattr(stream, "CHUNK_SIZE", 1000)
     path = await spool_stdin(str(tmp_path))
     assert Path(path).parent == tmp_path
     assert file_bytes(path) == data

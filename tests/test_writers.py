@@ -1,4 +1,4 @@
-"""Tests for gembulk.writers: output formats, batching and durability, resume state and compaction."""
+"""Tests for gembulk.outputs: output formats, batching and durability, resume state and compaction."""
 
 from __future__ import annotations
 
@@ -15,19 +15,21 @@ from typing import Any
 
 import pytest
 
-from gembulk import writers
 from gembulk.errors import InputError, OutputConflictError, UsageError
-from gembulk.writers import (
+from gembulk.outputs import (
     CSV_BASE_COLUMNS,
     ExistingOutput,
     OutputClosedError,
     compact,
+    compaction,
     csv_columns,
     csv_row_to_record,
     detect_output_format,
     load_existing,
     open_writer,
     record_to_csv_row,
+    resume,
+    sinks,
 )
 
 USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17}
@@ -351,8 +353,8 @@ async def test_writes_under_load_are_batched(tmp_path: Path) -> None:
 async def test_fsync_on_close_and_at_most_once_per_interval(tmp_path: Path, monkeypatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(writers.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
-    monkeypatch.setattr(writers, "SYNC_INTERVAL", 3600.0)
+    monkeypatch.setattr(sinks.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    monkeypatch.setattr(sinks, "SYNC_INTERVAL", 3600.0)
     path = tmp_path / "out.jsonl"
     writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=False)
     for i in range(5):
@@ -365,8 +367,8 @@ async def test_fsync_on_close_and_at_most_once_per_interval(tmp_path: Path, monk
 
 async def test_fsync_while_writing_after_interval(tmp_path: Path, monkeypatch) -> None:
     synced: list[int] = []
-    monkeypatch.setattr(writers.os, "fsync", lambda fd: synced.append(fd))
-    monkeypatch.setattr(writers, "SYNC_INTERVAL", 0.0)
+    monkeypatch.setattr(sinks.os, "fsync", lambda fd: synced.append(fd))
+    monkeypatch.setattr(sinks, "SYNC_INTERVAL", 0.0)
     writer = await open_writer(str(tmp_path / "o.jsonl"), "jsonl", [], with_parsed=False, append=False)
     await writer.write(ok("1"))
     await writer.flush()
@@ -670,7 +672,7 @@ async def test_compact_is_atomic_when_replace_fails(tmp_path: Path, monkeypatch)
         assert Path(src).read_bytes() == jsonl_bytes(ok("1"), ok("2"))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writers.os, "replace", failing_replace)
+    monkeypatch.setattr(compaction.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
         await compact(str(path), "jsonl")
     assert len(seen) == 1 and seen[0][1] == str(path)
@@ -697,7 +699,7 @@ async def test_compact_keeps_file_mode(tmp_path: Path) -> None:
 
 
 async def test_large_output_resume_and_compact(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(writers, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
+    monkeypatch.setattr(resume, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
     path = tmp_path / "out.jsonl"
     records = [failed(str(i)) if i % 10 == 0 else ok(str(i), "r" * (i % 97)) for i in range(20_000)]
     records += [ok(str(i)) for i in range(0, 20_000, 20)]

@@ -18,10 +18,10 @@ from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode
 from gembulk.filemodes import new_output_file
 from gembulk.observer import RunObserver
+from gembulk.outputs import detect_output_format, open_writer
 from gembulk.records import InputRow, Outcome, build_record
 from gembulk.retry import RetryPolicy
 from gembulk.stats import RunStats
-from gembulk.writers import detect_output_format, open_writer
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from gembulk.batch.state import BatchState
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
+from gembulk.outputs import detect_output_format, load_existing
 from gembulk.prepare import Prepared
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
 from gembulk.settings import BatchMode, CollectOptions, RunOptions
 from gembulk.stats import RunResult, RunStats
-from gembulk.writers import detect_output_format, load_existing
 
 
 def new_state(options: RunOptions, prepared: Prepared) -> BatchState:

@@ -1,4 +1,8 @@
-"""The Batch API executor: requests go to the service as JSONL jobs, outcomes come back matched by key."""
+"""The Batch API executor: requests go to the service as JSONL jobs, outcomes come back matched by key.
+
+Submitting is gembulk/executors/batch_submit.py; this module waits for the jobs, reads their results back
+one job at a time, finishes what the jobs did not answer online (`--fallback online`) and cleans up.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ import bisect
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import IO
 
 from gembulk.batch import state as batch_state
-from gembulk.batch.build import Part, build_parts
 from gembulk.batch.jobs import BatchService, JobStatus, PollSettings, poll
 from gembulk.batch.results import (
     DUPLICATE,
@@ -28,15 +29,12 @@ from gembulk.batch.results import (
     read_line,
 )
 from gembulk.batch.state import BatchState, JobRef
-from gembulk.client import GenerationSettings
-from gembulk.errors import GembulkError
 from gembulk.executors import Emit, Executor, RequestSource
-from gembulk.executors.online import fatal_error
-from gembulk.filemodes import copy_private
-from gembulk.media import MediaResolver, resolve_in_order
+from gembulk.executors.batch_submit import BatchSubmission
+from gembulk.media import MediaResolver
 from gembulk.observer import RunObserver
-from gembulk.records import CallFailed, Outcome, PromptRequest, RowError
-from gembulk.settings import BatchMode, BatchOptions
+from gembulk.records import Outcome, PromptRequest, RowError
+from gembulk.settings import BatchMode, BatchOptions, GenerationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +74,30 @@ class BatchExecutor:
         stdin_spool: str | None = None,
         media: MediaResolver | None = None,
     ) -> None:
-        self._media = media
         self._service = service
         self._options = options
-        self._state = state
-        self._state_file = state_file
         self._settings = settings
         self._observer = observer
         self._online = online
-        self._stdin_spool = stdin_spool
         self._stopping = asyncio.Event()
+        self._submission = BatchSubmission(
+            service=service,
+            options=options,
+            state=state,
+            state_file=state_file,
+            settings=settings,
+            observer=observer,
+            stopping=self._stopping,
+            stdin_spool=stdin_spool,
+            media=media,
+        )
         self._online_executor: Executor | None = None
         self._statuses: dict[str, JobStatus] = {}
         self._collected = False
-        self._adopted = bool(state.jobs)  # jobs from an earlier run: some may be created but unrecorded
-        self._scratch_parent = os.path.dirname(state_file) if state_file else None
 
     @property
     def state(self) -> BatchState:
-        return self._state
+        return self._submission.state
 
     @property
     def jobs_ended(self) -> bool:
@@ -106,155 +109,14 @@ class BatchExecutor:
         if self._online_executor is not None:
             self._online_executor.stop_dispatching()
 
-    # -- submitting --------------------------------------------------------------------------------
-
     async def submit(self, requests: RequestSource) -> None:
         """Build, upload and create whatever is not submitted yet, saving the state file at each step."""
-        if not self._state.jobs:
-            failures: dict[str, dict[str, object]] = {}
-            with self._scratch() as scratch:
-                try:
-                    parts = await build_parts(
-                        self._with_media(requests(), failures),
-                        self._settings,
-                        scratch,
-                        max_rows=self._options.max_rows,
-                        max_bytes=self._options.max_bytes,
-                        stopping=self._stopping.is_set,
-                    )
-                except BaseException:
-                    await self._delete_media()
-                    raise
-                if failures:  # kept in memory too: a run whose every row failed has no job to save
-                    self._state = replace(self._state, media_failures=failures)
-                if not parts or self._stopping.is_set():
-                    await self._delete_media()
-                    return
-                self._keep_stdin_copy()
-                rows = sum(p.rows for p in parts)
-                size = sum(p.bytes for p in parts)
-                self._observer.phase(
-                    f"uploading {rows} rows in {len(parts)} batch input file(s), {size / 1e6:.1f} MB"
-                )
-                jobs = await self._upload(parts)
-                if jobs is None:
-                    await self._delete_media()
-                    return
-            media_files = tuple(self._media.uploaded) if self._media is not None else ()
-            self._save(replace(self._state, jobs=tuple(jobs), media_files=media_files))
-        await self._create_jobs()
-
-    async def _with_media(
-        self, requests: AsyncIterator[PromptRequest], failures: dict[str, dict[str, object]]
-    ) -> AsyncIterator[PromptRequest]:
-        """The requests with their attachments uploaded (batch lines can only reference files); a row
-        whose media cannot be had is left out of the jobs and remembered as a failed row."""
-        if self._media is None:
-            async for request in requests:
-                yield request
-            return
-        try:
-            async for request, resolved in resolve_in_order(requests, self._media, self._media.window):
-                if isinstance(resolved, RowError):
-                    failures[request.id] = resolved.to_json()
-                else:
-                    yield resolved
-        except CallFailed as failure:
-            raise fatal_error(failure) from failure
-
-    async def _delete_media(self) -> None:
-        if self._media is not None:
-            await self._media.delete_uploads(self._observer.message)
-
-    async def _upload(self, parts: list[Part]) -> list[JobRef] | None:
-        prefix = self._display_prefix()
-        several_models = len({part.model for part in parts}) > 1
-        jobs: list[JobRef] = []
-        for number, part in enumerate(parts, 1):
-            if self._stopping.is_set():
-                await self._delete([job.input_file for job in jobs])
-                return None
-            label = f"{prefix} {part.model}" if several_models else prefix
-            label = f"{label} part {number}/{len(parts)}" if len(parts) > 1 else label
-            try:
-                file_name = await self._service.upload(part.path, label)
-            except GembulkError:
-                await self._delete([job.input_file for job in jobs])  # nothing half-submitted is left
-                raise
-            os.unlink(part.path)
-            model = part.model if part.model != self._state.model else None
-            jobs.append(
-                JobRef(
-                    file_name, part.rows, part.first_index, part.last_index, part.bytes, label, model=model
-                )
-            )
-        return jobs
-
-    async def _create_jobs(self) -> None:
-        for position, job in enumerate(self._state.jobs):
-            if job.name is not None:
-                continue
-            if self._stopping.is_set():
-                return
-            try:
-                name = None
-                if self._adopted:  # the earlier run may have died between create and save
-                    name = await self._service.find_job_for_file(job.input_file)
-                if name is None:
-                    name = await self._service.create(
-                        self._state.model_of(job), job.input_file, job.display_name
-                    )
-            except GembulkError:
-                if not self._state.job_names:  # refused outright (unknown model, bad key): leave nothing
-                    await self._abandon_uploads()
-                raise
-            self._save(self._state.with_job(position, replace(job, name=name)))
-            self._observer.phase(f"created {name} for {job.rows} rows")
-
-    async def _abandon_uploads(self) -> None:
-        await self._delete([job.input_file for job in self._state.jobs] + list(self._state.media_files))
-        self._state = replace(self._state, jobs=())
-        if self._state_file is not None:
-            batch_state.remove(self._state_file)
-        if self._state.stdin_copy and self._stdin_spool is not None:
-            batch_state.remove(self._state.stdin_copy)
-
-    def _display_prefix(self) -> str:
-        if self._options.display_name:
-            return self._options.display_name
-        return f"gembulk {os.path.basename(self._state.output)}"
-
-    def _keep_stdin_copy(self) -> None:
-        """Stdin cannot be read again by `batch wait|fetch`: keep the spooled copy beside OUT."""
-        target = self._state.stdin_copy
-        if target is None or self._stdin_spool is None:
-            return
-        batch_state.remove(target)  # a copy left by an earlier submission for this OUT
-        try:
-            os.link(self._stdin_spool, target)
-        except OSError:
-            copy_private(self._stdin_spool, target)
-
-    def _save(self, state: BatchState) -> None:
-        self._state = state
-        if self._state_file is not None:
-            batch_state.save(self._state_file, state)
-
-    @contextlib.contextmanager
-    def _scratch(self) -> Iterator[str]:
-        """A temporary directory beside OUT (else the system's) for part and result files."""
-        path = tempfile.mkdtemp(prefix=".gembulk-batch-", dir=self._scratch_parent)
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    # -- waiting and collecting ----------------------------------------------------------------------
+        await self._submission.submit(requests)
 
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         await self.submit(requests)
-        names = self._state.job_names
-        if self._stopping.is_set() or not (names or self._state.media_failures):
+        names = self.state.job_names
+        if self._stopping.is_set() or not (names or self.state.media_failures):
             return
         settings = PollSettings(
             self._options.poll_interval, self._options.poll_max_interval, self._options.wait_timeout
@@ -268,7 +130,7 @@ class BatchExecutor:
         if statuses is None:
             return
         self._statuses = statuses
-        with self._scratch() as scratch:
+        with self._submission.scratch() as scratch:
             fallback = await self._collect(requests, emit, scratch)
         if self._stopping.is_set():
             return
@@ -282,7 +144,7 @@ class BatchExecutor:
         fallback: set[tuple[str, str]] = set()
         # One cursor per model (fan-out interleaves the models row by row), each holding one job open.
         cursors: dict[str, _ResultCursor] = {}
-        failures = self._state.media_failures
+        failures = self.state.media_failures
         try:
             async for request in requests():
                 if self._stopping.is_set():
@@ -293,7 +155,7 @@ class BatchExecutor:
                     continue
                 cursor = cursors.get(request.model)
                 if cursor is None:
-                    jobs = [job for job in self._state.jobs if self._state.model_of(job) == request.model]
+                    jobs = [job for job in self.state.jobs if self.state.model_of(job) == request.model]
                     cursor = cursors[request.model] = _ResultCursor(
                         tuple(jobs), self._statuses, self._service, scratch, self._observer, self._parse_json
                     )
@@ -327,21 +189,15 @@ class BatchExecutor:
         """OUT now holds every row: mark the state fetched, then delete the files unless --keep-files."""
         if not self._collected:
             return
-        self._save(replace(self._state, fetched=True, keep_files=self._options.keep_files))
-        if self._state.stdin_copy:
-            batch_state.remove(self._state.stdin_copy)
+        self._submission.save(replace(self.state, fetched=True, keep_files=self._options.keep_files))
+        if self.state.stdin_copy:
+            batch_state.remove(self.state.stdin_copy)
         if self._options.keep_files:
             return
-        files = [job.input_file for job in self._state.jobs] + list(self._state.media_files)
+        files = [job.input_file for job in self.state.jobs] + list(self.state.media_files)
         files += [s.results_file for s in self._statuses.values() if s.results_file]
-        if await self._delete(files):
-            self._save(replace(self._state, files_deleted=True))
-
-    async def _delete(self, files: list[str]) -> bool:
-        problems = [problem for name in files if (problem := await self._service.delete_file(name))]
-        for problem in problems:
-            self._observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
-        return not problems
+        if await self._submission.delete(files):
+            self._submission.save(replace(self.state, files_deleted=True))
 
 
 class _ResultCursor:
@@ -428,4 +284,3 @@ class _ResultCursor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._index.path)
             self._index = None
-        self._current = None

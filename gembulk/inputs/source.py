@@ -1,0 +1,177 @@
+"""The opened input: CSV/TSV/JSONL/TXT files or stdin in, InputRow values with checked ids out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gembulk.errors import InputError
+from gembulk.inputs.formats import make_parser
+from gembulk.inputs.ids import IdChecker, resolve_id_column
+from gembulk.inputs.parser import Parser
+from gembulk.inputs.stream import ByteSource, text_chunks
+from gembulk.records import InputRow
+
+STDIN_NAME = "<stdin>"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where the input is and how to read it."""
+
+    path: str  # a path, or "-" for stdin
+    format: str  # csv|tsv|jsonl|txt
+    id_column: str | None = None  # None: the "id" column when present, else the data-row number
+    display_name: str | None = None  # how messages name the input (e.g. "<stdin>" for a spooled copy)
+
+    @property
+    def name(self) -> str:
+        if self.display_name is not None:
+            return self.display_name
+        return STDIN_NAME if self.path == "-" else self.path
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a full validating pass over the input found."""
+
+    columns: tuple[str, ...]
+    id_column: str | None
+    row_count: int
+    sha256: str  # hex digest of the raw input bytes
+
+
+class InputSource:
+    """An opened input: header known before any row is yielded."""
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        source: ByteSource,
+        parser: Parser,
+        id_column: str | None,
+        *,
+        check_unique_ids: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.columns: tuple[str, ...] = parser.columns
+        self.id_column = id_column
+        self.header_line = parser.header_line
+        self._source = source
+        self._parser = parser
+        self._ids = IdChecker(spec.name, id_column, unique=check_unique_ids)
+        self._started = False
+
+    async def row_batches(self) -> AsyncIterator[list[InputRow]]:
+        """Rows in the batches they were parsed in (one pass); cheaper than rows() for bulk scans."""
+        if self._started:
+            raise RuntimeError(f"{self.spec.name} can be read only once")
+        self._started = True
+        index = 0
+        id_for = self._ids.id_for
+        async for lines, field_dicts in self._parser.batches():
+            rows: list[InputRow] = []
+            for line, fields in zip(lines, field_dicts, strict=True):
+                index += 1
+                rows.append(InputRow(id_for(line, index, fields), fields, line, index))
+            yield rows
+
+    async def rows(self) -> AsyncIterator[InputRow]:
+        """Every data row in order, streamed in one pass."""
+        async for batch in self.row_batches():
+            for row in batch:
+                yield row
+
+    def sha256(self) -> str:
+        """Hex digest of the bytes read so far (the whole input once the rows are exhausted)."""
+        return self._source.hexdigest()
+
+    async def aclose(self) -> None:
+        await self._source.close()
+
+    async def __aenter__(self) -> InputSource:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _open(spec: InputSpec, check_unique_ids: bool = True) -> InputSource:
+    source = ByteSource(spec.path)
+    try:
+        await source.open()
+    except OSError as exc:
+        raise InputError(f"{spec.name}: cannot open input: {exc.strerror or exc}") from None
+    try:
+        parser = make_parser(spec.format, text_chunks(source, spec.name), spec.name)
+        await parser.start()
+        id_column = resolve_id_column(spec.name, spec.id_column, parser.columns, parser.header_line)
+    except BaseException:
+        await source.close()
+        raise
+    return InputSource(spec, source, parser, id_column, check_unique_ids=check_unique_ids)
+
+
+class _OpeningInput:
+    """What open_input returns: await it for an InputSource, or use it in `async with`."""
+
+    def __init__(self, spec: InputSpec, check_unique_ids: bool) -> None:
+        self._spec = spec
+        self._check_unique_ids = check_unique_ids
+        self._source: InputSource | None = None
+
+    def __await__(self) -> Generator[Any, None, InputSource]:
+        return _open(self._spec, self._check_unique_ids).__await__()
+
+    async def __aenter__(self) -> InputSource:
+        self._source = await _open(self._spec, self._check_unique_ids)
+        return self._source
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._source is not None:
+            await self._source.aclose()
+
+
+def open_input(spec: InputSpec, *, check_unique_ids: bool = True) -> _OpeningInput:
+    """Open an input and read its header: `src = await open_input(spec)` or `async with open_input(spec)`.
+
+    `check_unique_ids=False` skips the repeated-id check, and the memory of one string per id it costs,
+    on passes after a `scan_input` that already made it.
+    """
+    return _OpeningInput(spec, check_unique_ids)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Whole-input passes.
+
+
+def _check_header_has(source: InputSource, required: list[str]) -> None:
+    for column in required:
+        if column not in source.columns:
+            raise InputError(
+                f"{source.spec.name}:{source.header_line}: no column '{column}' used by the template "
+                f"(columns: {', '.join(source.columns)})"
+            )
+
+
+def _check_row_has(name: str, rows: list[InputRow], required: list[str]) -> None:
+    for row in rows:
+        for column in required:
+            if column not in row.fields:
+                raise InputError(f"{name}:{row.line}: row has no field '{column}' used by the template")
+
+
+async def scan_input(spec: InputSpec, required_columns: Iterable[str] = ()) -> ScanResult:
+    """Read the whole input once, validating every row, so bad input is refused before any request."""
+    required = list(dict.fromkeys(required_columns))
+    async with open_input(spec) as source:
+        per_row = spec.format == "jsonl"  # other formats have the same fields on every row
+        if not per_row:
+            _check_header_has(source, required)
+        count = 0
+        async for batch in source.row_batches():
+            if per_row and required:
+                _check_row_has(spec.name, batch, required)
+            count += len(batch)
+        return ScanResult(source.columns, source.id_column, count, source.sha256())

@@ -1,0 +1,198 @@
+"""The stages of one run wired together: the client, the media stage, the executor (behind the cache), the
+output opened when needed, and the recorder that writes and counts each outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from gembulk import jobfile
+from gembulk.budget import Budget
+from gembulk.client import GeminiClient
+from gembulk.executors import Emit, Executor
+from gembulk.executors.online import OnlineExecutor
+from gembulk.media import MediaResolver
+from gembulk.observer import RunObserver
+from gembulk.outputs import ExistingOutput, ResultWriter, compact, open_writer
+from gembulk.prepare import Prepared
+from gembulk.records import Outcome, PromptRequest, build_record
+from gembulk.retry import RetryEvent
+from gembulk.scheduler import Scheduler
+from gembulk.settings import GenerationSettings, RunOptions
+from gembulk.stats import RunStats
+
+# The batch, cache and dry-run modules (and sqlite3) are imported where they are used: an online run
+# never needs them, and a command line run pays for every module it imports (about 20 ms for these).
+
+
+class Output:
+    """The result writer, opened at the first record for batch runs: `batch fetch` before the jobs are
+    done, or a wait that is interrupted, leaves OUT untouched. Online runs open it at once, as before."""
+
+    def __init__(self, options: RunOptions, prepared: Prepared, append: bool) -> None:
+        self._options = options
+        self._prepared = prepared
+        self._append = append
+        self._writer: ResultWriter | None = None
+        self._opening = asyncio.Lock()  # concurrent first records (online fallback) open it once
+
+    async def open(self) -> None:
+        async with self._opening:
+            if self._writer is not None:
+                return
+            if self._options.output != "-":
+                jobfile.save(self._options.output, self._prepared.identity, complete=False)
+            self._writer = await open_writer(
+                self._options.output,
+                self._prepared.output_format,
+                self._prepared.scan.columns,
+                with_parsed=self._prepared.schema is not None,
+                append=self._append,
+            )
+
+    async def write(self, record: dict[str, Any]) -> None:
+        if self._writer is None:
+            await self.open()
+        assert self._writer is not None
+        await self._writer.write(record)
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            await self._writer.aclose()
+
+
+def client_for(options: RunOptions, prepared: Prepared) -> GeminiClient:
+    return GeminiClient(
+        api_key=options.api_key or "",
+        base_url=options.base_url,
+        max_connections=options.limits.concurrency,
+        timeout=options.timeout,
+        settings=_generation_with_schema(options, prepared.schema),
+        paced=options.limits.rpm is not None or options.limits.tpm is not None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def media_for(
+    options: RunOptions, prepared: Prepared, client: GeminiClient, observer: RunObserver
+) -> AsyncIterator[MediaResolver | None]:
+    """The media stage of a run with --attach. Online runs delete their uploads when they end; a batch
+    run's uploads are referenced by its jobs, so the batch executor deletes them after the fetch."""
+    if prepared.attach is None:
+        yield None
+        return
+    batch = options.batch is not None
+    resolver = MediaResolver(
+        client,
+        options.retry,
+        inline_limit=0 if batch else options.inline_limit,  # batch lines can only reference files
+        downloads=options.downloads,
+        timeout=options.timeout,
+        scratch_dir=os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None,
+        max_download=options.download_limit,
+        allow_private_urls=options.allow_private_urls,
+    )
+    async with resolver:
+        try:
+            yield resolver
+        finally:
+            if not batch:
+                await resolver.delete_uploads(observer.message)
+
+
+def make_executor(
+    options: RunOptions,
+    prepared: Prepared,
+    client: GeminiClient,
+    stats: RunStats,
+    observer: RunObserver,
+    media: MediaResolver | None = None,
+) -> Executor:
+    """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch)."""
+
+    def online(budget: Budget | None = None) -> OnlineExecutor:
+        scheduler = Scheduler(options.limits, stats)
+        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media)
+
+    if options.batch is None and options.max_cost is not None:
+        budget = Budget(
+            options.max_cost,
+            prepared.prices,
+            system=options.generation.system,
+            max_output_tokens=options.generation.max_output_tokens,
+        )
+        return online(budget)
+
+    if options.batch is None:
+        return online()
+
+    from gembulk.batch.flow import batch_state_for
+    from gembulk.batch.jobs import BatchService
+    from gembulk.executors.batch import BatchExecutor
+
+    def count_retry(event: RetryEvent) -> None:
+        stats.retries += 1
+
+    state, state_file = batch_state_for(options, prepared, observer)
+    return BatchExecutor(
+        service=BatchService(client, options.retry, on_retry=count_retry),
+        options=options.batch,
+        state=state,
+        state_file=state_file,
+        settings=client.settings,
+        observer=observer,
+        online=online,
+        stdin_spool=prepared.spool,
+        media=media,
+    )
+
+
+def with_cache(executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats) -> Executor:
+    """With --cache, answers already paid for (by any run, online or batch) are served locally."""
+    if options.cache_path is None:
+        return executor
+    from gembulk.cache import ResponseCache
+    from gembulk.executors.cached import CachedExecutor
+
+    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
+
+
+def _generation_with_schema(options: RunOptions, schema: dict[str, Any] | None) -> GenerationSettings:
+    return replace(options.generation, json_schema=schema) if schema is not None else options.generation
+
+
+async def finalize_output(
+    options: RunOptions, prepared: Prepared, existing: ExistingOutput | None, written: int
+) -> None:
+    """One record per id: fold a resumed file whose earlier failures were retried, then mark the job done."""
+    if existing is not None and (existing.needs_compaction or (existing.failed and written)):
+        await compact(options.output, prepared.output_format)
+    jobfile.save(options.output, prepared.identity, complete=True)
+
+
+def recorder(output: Output, prepared: Prepared, stats: RunStats, default_mode: str | None) -> Emit:
+    """Writes each outcome's record to OUT and counts it: ok or failed, tokens and cost."""
+
+    async def record(request: PromptRequest, outcome: Outcome) -> None:
+        mode = outcome.extra.get("mode", default_mode)
+        built = build_record(
+            request.row, request.model, outcome, with_parsed=prepared.schema is not None, mode=mode
+        )
+        await output.write(built)
+        stats.add_usage(outcome.usage)
+        if not outcome.extra.get("cached"):  # an answer from the cache costs nothing
+            cost = prepared.prices.cost(request.model, outcome.usage, batch=mode == "batch")
+            if cost is None:
+                stats.cost_known = False
+            else:
+                stats.cost_usd += cost
+        if outcome.error is None:
+            stats.ok += 1
+        else:
+            stats.add_failure(outcome.error.status)
+
+    return record
