@@ -24,6 +24,8 @@ from google.genai import Client, _api_client, _common, errors, types
 from google.genai import models as _sdk_models
 
 from gembulk.records import CallFailed, MediaPart, Outcome, QuotaViolation, RowError, Usage
+from gembulk.tokens import MEDIA_TOKENS as MEDIA_TOKENS  # re-exported: it lived here before
+from gembulk.tokens import estimate_tokens as estimate_tokens  # re-exported, as MEDIA_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -270,15 +272,6 @@ def shared_tls_options() -> dict[str, Any]:
     if not isinstance(context, ssl.SSLContext):
         return {}
     return {"async_client_args": {"ssl": context}, "client_args": {"verify": context}}
-
-
-# Tokens one image costs (Gemini's count for an image up to 384 px): the estimate used for any medium.
-MEDIA_TOKENS = 258
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap upper-ish estimate for tokens-per-minute pacing (about four characters a token)."""
-    return len(text) // 4 + 1
 
 
 class GeminiClient:
