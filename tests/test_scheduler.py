@@ -1,4 +1,4 @@
-"""Scheduler: cool-down, rate and token-quota learning from 429s, calibration, concurrency; on a manual clock."""
+"""Scheduler: cool-down, learning request and token quotas from 429s, calibration; on a manual clock."""
 
 from __future__ import annotations
 
