@@ -63,6 +63,10 @@ class RateLimiter:
 
 # A waiter that does not fit may be passed over by smaller ones behind it at most this many times.
 MAX_BYPASS = 8
+# The token log's window: the shortest of these (each divides a minute, so a minute-long window is a
+# whole number of them) in which REQUESTS_PER_WINDOW requests of the usual size fit.
+WINDOWS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 12.0, 15.0, 20.0, 30.0, 60.0)
+REQUESTS_PER_WINDOW = 4
 
 
 class Sent:
@@ -77,22 +81,30 @@ class Sent:
 
 
 class _Waiter:
-    __slots__ = ("passed", "tokens")
+    __slots__ = ("admitted", "cost", "passed", "tokens")
 
-    def __init__(self, tokens: float) -> None:
-        self.tokens = tokens
+    def __init__(self, cost: Callable[[], float], admitted: asyncio.Future[Sent | None]) -> None:
+        self.cost = cost
+        self.admitted = admitted
+        self.tokens = max(1.0, cost())
         self.passed = 0
 
 
 class TokenWindow:
     """Admits input tokens so that no `window` seconds hold more than their share of a per-minute rate.
 
-    A log of the tokens sent in the last `window` seconds (1 s: a second's share of the quota), not a
-    GCRA. Smooth pacing of requests of uneven size overfills a window by up to one request: 594 tokens
-    a second in requests of 95 puts 7 of them (665 tokens) into some 1-second windows of a 600-token
-    quota. A log never does, whatever the server's window: one of 60 s is 60 of these seconds, each
-    within its share. A request larger than the whole share is sent alone and counts for as many
-    seconds as it fills, so the long-run rate holds for it too.
+    A log of the tokens sent in the last `window` seconds, not a GCRA. Smooth pacing of requests of
+    uneven size overfills a window by up to one request: 594 tokens a second in requests of 95 puts 7
+    of them (665 tokens) into some 1-second windows of a 600-token quota. A log never does, whatever
+    the server's window: one of 60 s is 60 one-second windows, each within its share.
+
+    The window is one second (`shortest`) while that holds a few requests. Requests that are large
+    for the quota (4,000-token documents under 250,000 TPM: one a second) would leave most of each
+    second unused, so the window grows to hold REQUESTS_PER_WINDOW of them, up to a minute: the
+    quotas are per minute. A token 429 although tokens were paced says the server counts over a
+    shorter window than that (a compressed test window): `shorten` keeps it at `shortest` from then
+    on. A request larger than the whole share is sent alone and counts for as many windows as it
+    fills, so the long-run rate holds for it too.
 
     Waiters are admitted first-fit in arrival order: while the oldest does not fit, a smaller one
     behind it may go (a full window of uneven requests otherwise leaves part of every second unused),
@@ -100,26 +112,35 @@ class TokenWindow:
     settled with the server's count after the answer (`settle`), or given back when the server did
     not count the request (`release`). Entries expire `margin` seconds late: the server sees each
     request a few milliseconds after it is admitted here, not always the same few.
+
+    Admission happens in `_pump`, run whenever room may have appeared (a waiter arrives or leaves, a
+    count comes back lower, the rate or the hold changes) and by one timer at the next expiry, so
+    waiters cost nothing while they wait, however many there are.
     """
 
     def __init__(
         self,
         per_minute: float | None,
         *,
-        window: float = 1.0,
+        shortest: float = 1.0,
         margin: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
-        self.window = window
+        self.shortest = shortest
         self.margin = margin
+        self._typical: float | None = None  # moving average of the counts settled
+        self._pinned = False
+        self._window = shortest  # the window the live entries' expiry was set with
         self._live: deque[Sent] = deque()  # admitted and not yet expired, in order of expiry
+        self._history: deque[Sent] = deque()  # the last minute's entries, in order of time
         self._used = 0.0
         self._waiters: list[_Waiter] = []
-        self._changed = asyncio.Event()
         self._held_until = 0.0
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at = 0.0
         self._per_minute: float | None = None
         self.per_minute = per_minute
 
@@ -133,12 +154,41 @@ class TokenWindow:
         if value is not None and value <= 0:
             raise ValueError("rate must be positive")
         self._per_minute = value
-        self._notify()
+        self._rewindow()
+        self._pump()
+
+    @property
+    def window(self) -> float:
+        """Seconds over which the log holds `share` tokens."""
+        if self._pinned or self._typical is None or not self._per_minute:
+            return self.shortest
+        wanted = max(self.shortest, REQUESTS_PER_WINDOW * self._typical * 60.0 / self._per_minute)
+        return next((w for w in WINDOWS if w >= wanted), WINDOWS[-1])
 
     @property
     def share(self) -> float:
         """Tokens one window may hold."""
         return (self._per_minute or 0.0) * self.window / 60.0
+
+    def shorten(self) -> None:
+        """The server's window is shorter than this one: keep to the shortest from now on."""
+        self._pinned = True
+        self._rewindow()
+
+    def _rewindow(self) -> None:
+        """After the window changed, every entry of the last minute expires as if logged under the new
+        one: a longer window counts again what a shorter one had already let go."""
+        window = self.window
+        if window == self._window:
+            return
+        self._window = window
+        now = self._clock()
+        entries = {id(sent): sent for sent in (*self._history, *self._live)}.values()
+        for sent in entries:
+            sent.expires = self._expiry(sent.at, sent.tokens)
+        self._live = deque(sorted((s for s in entries if s.expires > now), key=lambda s: s.expires))
+        self._used = sum(sent.tokens for sent in self._live)
+        self._pump()
 
     def used(self) -> float:
         """Tokens the window holds now."""
@@ -149,39 +199,29 @@ class TokenWindow:
         """Admit nothing before `when` (the pool is cooling down after a 429)."""
         if when > self._held_until:
             self._held_until = when
-            self._notify()
+            self._pump()
 
     async def acquire(self, tokens: float | Callable[[], float]) -> Sent | None:
         """Wait until `tokens` fit and log them; None when the rate is unlimited.
 
-        `tokens` may be a function, asked again at each wake-up: the estimate of a waiting request
-        improves as the first counts of a model come in.
+        `tokens` may be a function, asked again whenever the waiter is considered: the estimate of a
+        waiting request improves as the first counts of a model come in.
         """
         if self._per_minute is None:
             return None
-        cost = tokens if callable(tokens) else lambda: tokens
-        me = _Waiter(max(1.0, cost()))
+        admitted: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
+        me = _Waiter(tokens if callable(tokens) else lambda: tokens, admitted)
         self._waiters.append(me)
+        self._pump()
         try:
-            while True:
-                me.tokens = max(1.0, cost())
-                now = self._clock()
-                if self._held_until > now:
-                    await self._wait(self._held_until - now)
-                    continue
-                if self._per_minute is None:
-                    return None
-                self._expire(now)
-                if self._first_fit() is me:
-                    for waiter in self._waiters:
-                        if waiter is me:
-                            break
-                        waiter.passed += 1
-                    return self._log(me.tokens, now)
-                await self._wait(self._live[0].expires - now if self._live else self.window)
-        finally:
-            self._waiters.remove(me)
-            self._notify()
+            return await admitted
+        except asyncio.CancelledError:
+            if me in self._waiters:
+                self._waiters.remove(me)
+                self._pump()  # it may have been holding the others back
+            elif admitted.done() and not admitted.cancelled() and (sent := admitted.result()) is not None:
+                self.release(sent)  # admitted, but it will never be sent
+            raise
 
     def settle(self, sent: Sent, tokens: float) -> None:
         """The server counted `tokens` for this request: correct what the window holds for it.
@@ -190,26 +230,58 @@ class TokenWindow:
         pays for it); less than was held is no use any more.
         """
         now = self._clock()
+        if tokens > 0:
+            typical = self._typical
+            self._typical = tokens if typical is None else typical + 0.1 * (tokens - typical)
+            self._rewindow()
         self._expire(now)
         if sent.expires > now:
+            freed = tokens < sent.tokens
             self._used += tokens - sent.tokens
             sent.tokens = tokens
             expires = self._expiry(sent.at, tokens)
             if expires != sent.expires:  # only a request larger than a window's share lasts longer
                 sent.expires = max(expires, now)
                 self._live = deque(sorted(self._live, key=lambda s: s.expires))
-            self._notify()
+            if freed:
+                self._pump()
         elif tokens > sent.tokens and self._per_minute is not None:
             self._log(tokens - sent.tokens, now)
             sent.tokens = tokens
 
-    def refresh(self) -> None:
-        """Wake the waiters to look again (their estimates changed)."""
-        self._notify()
-
     def release(self, sent: Sent) -> None:
         """The server did not count this request (it was refused): its tokens are free again."""
         self.settle(sent, 0.0)
+
+    def refresh(self) -> None:
+        """Look at the waiters again: their estimates changed."""
+        self._pump()
+
+    def _pump(self) -> None:
+        """Admit every waiter that may go now; set the timer for the next moment one might."""
+        if not self._waiters:
+            return
+        now = self._clock()
+        if self._held_until > now:
+            self._wake_at(self._held_until)
+            return
+        if self._per_minute is None:  # never lifted in practice; admit all unlogged
+            for waiter in self._waiters:
+                waiter.admitted.set_result(None)
+            self._waiters.clear()
+            return
+        self._expire(now)
+        for waiter in self._waiters:
+            waiter.tokens = max(1.0, waiter.cost())
+        while (chosen := self._first_fit()) is not None:
+            for waiter in self._waiters:
+                if waiter is chosen:
+                    break
+                waiter.passed += 1
+            self._waiters.remove(chosen)
+            chosen.admitted.set_result(self._log(chosen.tokens, now))
+        if self._waiters:
+            self._wake_at(self._live[0].expires if self._live else now + self.window)
 
     def _first_fit(self) -> _Waiter | None:
         share = self.share
@@ -220,14 +292,28 @@ class TokenWindow:
                 return None
         return None
 
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None and not self._timer.done():
+            if self._timer_at <= when:
+                return  # an earlier wake-up is set; it will set the next one
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.ensure_future(self._wake_after(when - self._clock()))
+
+    async def _wake_after(self, delay: float) -> None:
+        await self._sleep(max(0.0, delay))
+        self._timer = None
+        self._pump()
+
     def _expiry(self, at: float, tokens: float) -> float:
-        share = self.share
-        span = self.window * max(1.0, tokens / share) if share else self.window
+        window, share = self.window, self.share
+        span = window * max(1.0, tokens / share) if share else window
         return at + span + self.margin
 
     def _log(self, tokens: float, now: float) -> Sent:
         sent = Sent(now, tokens, self._expiry(now, tokens))
         self._live.append(sent)
+        self._history.append(sent)
         if len(self._live) > 1 and self._live[-2].expires > sent.expires:
             self._live = deque(sorted(self._live, key=lambda s: s.expires))  # rare: after a large request
         self._used += tokens
@@ -237,19 +323,8 @@ class TokenWindow:
         live = self._live
         while live and live[0].expires <= now:
             self._used -= live.popleft().tokens
+        history = self._history
+        while history and history[0].at <= now - WINDOWS[-1] - self.margin:
+            history.popleft()
         if not live:
             self._used = 0.0  # no drift from float sums
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait(self, delay: float) -> None:
-        """Sleep `delay` seconds, or less when the window changes (a settlement, a new rate, a departure)."""
-        changed = asyncio.ensure_future(self._changed.wait())
-        sleeper = asyncio.ensure_future(self._sleep(max(0.0, delay)))
-        try:
-            await asyncio.wait((changed, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            changed.cancel()
-            sleeper.cancel()

@@ -107,10 +107,44 @@ async def test_uneven_requests_never_overfill_a_second() -> None:
 async def test_a_request_larger_than_a_second_goes_alone_and_counts_for_its_seconds() -> None:
     clock = FakeClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
+    tokens.shorten()  # a one-second window whatever the requests' size
     await tokens.acquire(300)
     start = clock.now
     await tokens.acquire(50)
     assert clock.now - start == pytest.approx(3.0 + tokens.margin)
+
+
+async def test_requests_large_for_the_quota_get_a_longer_window_that_divides_a_minute() -> None:
+    clock = FakeClock()
+    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
+    starts = []
+    for _ in range(150):  # 80 tokens: one a second in a 1 s window would leave 20 % of it unused
+        sent = await tokens.acquire(80)
+        assert sent is not None
+        tokens.settle(sent, 80)  # the window learns the usual size from the counts
+        starts.append((clock.now, 80))
+    assert tokens.window == 4.0  # 4 requests of 80 at 100 a second: 3.2 s, the next divisor of 60
+    assert window_sums(starts, 60.0) <= 6000  # a minute never holds more than the quota
+    rate = sum(k for _, k in starts) / (starts[-1][0] - starts[0][0])
+    assert rate > 0.95 * 100
+    tokens.shorten()
+    assert tokens.window == 1.0
+
+
+async def test_a_longer_window_counts_again_what_the_shorter_one_let_go() -> None:
+    clock = FakeClock()
+    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
+    sent = None
+    for step in (1.0, 1.0, 0.5):
+        sent = await tokens.acquire(20)
+        assert sent is not None
+        tokens.settle(sent, 20)
+        clock.advance(step)
+    assert tokens.window == 1.0 and tokens.used() == 20
+    assert sent is not None
+    tokens.settle(sent, 400)  # large counts: 4 requests now need 3 s
+    assert tokens.window == 3.0
+    assert tokens.used() == 20 + 20 + 400  # the two earlier ones are back in the window
 
 
 async def test_unlimited_logs_nothing() -> None:
@@ -121,6 +155,7 @@ async def test_unlimited_logs_nothing() -> None:
 async def test_settlement_corrects_what_the_window_holds() -> None:
     clock = FakeClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
+    tokens.shorten()
     sent = await tokens.acquire(30)
     assert sent is not None
     tokens.settle(sent, 90)  # the server counted three times the estimate
@@ -140,6 +175,7 @@ async def test_settlement_corrects_what_the_window_holds() -> None:
 async def test_a_count_known_after_the_second_passed_is_still_paid_for() -> None:
     clock = FakeClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
+    tokens.shorten()
     sent = await tokens.acquire(30)
     assert sent is not None
     clock.advance(2.0)  # a slow answer: its entry has left the window
@@ -152,6 +188,7 @@ async def test_a_count_known_after_the_second_passed_is_still_paid_for() -> None
 async def test_a_smaller_request_may_pass_one_that_does_not_fit() -> None:
     clock = SteppedClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
+    tokens.shorten()
     await tokens.acquire(70)
     big = asyncio.create_task(tokens.acquire(50))
     await settle()
@@ -165,6 +202,7 @@ async def test_a_smaller_request_may_pass_one_that_does_not_fit() -> None:
 async def test_a_waiter_is_passed_over_a_bounded_number_of_times() -> None:
     clock = SteppedClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
+    tokens.shorten()
     await tokens.acquire(10)  # the big one below never fits next to anything
     big = asyncio.create_task(tokens.acquire(95))
     await settle()

@@ -323,8 +323,7 @@ async def test_one_full_minute_window_is_one_pause_not_one_per_request() -> None
             resumed.append(clock.now)
             scheduler.on_success(ticket, usage(100))
     assert resumed[0] - t0 == pytest.approx(60.0, abs=0.5)
-    assert max(b - a for a, b in itertools.pairwise(resumed)) < 1.1  # 588 tokens a second: 5 a second
-    assert resumed[-1] - resumed[0] < 5.0
+    assert resumed[-1] - resumed[0] < 5.0  # 2,000 tokens at 588 a second, no second pause
     assert stats.rate_limited == 20
     assert scheduler.concurrency.limit == 32
 
