@@ -63,10 +63,13 @@ class RateLimiter:
 
 # A waiter that does not fit may be passed over by smaller ones behind it at most this many times.
 MAX_BYPASS = 8
-# The token log's window: the shortest of these (each divides a minute, so a minute-long window is a
-# whole number of them) in which REQUESTS_PER_WINDOW requests of the usual size fit.
+# The token log's window. It grows when one second's share holds fewer than FEW_REQUESTS requests of
+# the usual size (known after SIZES_SEEN counts), to the shortest of WINDOWS (each divides a minute,
+# so a minute-long window is a whole number of them) that holds REQUESTS_PER_WINDOW of them.
 WINDOWS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 12.0, 15.0, 20.0, 30.0, 60.0)
-REQUESTS_PER_WINDOW = 4
+FEW_REQUESTS = 4
+REQUESTS_PER_WINDOW = 8
+SIZES_SEEN = 8
 
 
 class Sent:
@@ -99,12 +102,13 @@ class TokenWindow:
     the server's window: one of 60 s is 60 one-second windows, each within its share.
 
     The window is one second (`shortest`) while that holds a few requests. Requests that are large
-    for the quota (4,000-token documents under 250,000 TPM: one a second) would leave most of each
+    for the quota (4,000-token documents under 250,000 TPM: one a second) would leave much of each
     second unused, so the window grows to hold REQUESTS_PER_WINDOW of them, up to a minute: the
-    quotas are per minute. A token 429 although tokens were paced says the server counts over a
-    shorter window than that (a compressed test window): `shorten` keeps it at `shortest` from then
-    on. A request larger than the whole share is sent alone and counts for as many windows as it
-    fills, so the long-run rate holds for it too.
+    quotas are per minute. It only grows: a longer window counts again the entries a shorter one had
+    let go, but a shorter one would forget entries the longer one still counted. A token 429 although
+    tokens were paced says the server counts over a shorter window (a compressed test window):
+    `shorten` keeps it at `shortest` from then on. A request larger than the whole share is sent
+    alone and counts for as many windows as it fills, so the long-run rate holds for it too.
 
     Waiters are admitted first-fit in arrival order: while the oldest does not fit, a smaller one
     behind it may go (a full window of uneven requests otherwise leaves part of every second unused),
@@ -131,9 +135,10 @@ class TokenWindow:
         self._sleep = sleep
         self.shortest = shortest
         self.margin = margin
-        self._typical: float | None = None  # moving average of the counts settled
+        self._typical = 0.0  # moving average of the counts settled
+        self._sizes = 0  # counts settled
         self._pinned = False
-        self._window = shortest  # the window the live entries' expiry was set with
+        self._window = shortest
         self._live: deque[Sent] = deque()  # admitted and not yet expired, in order of expiry
         self._history: deque[Sent] = deque()  # the last minute's entries, in order of time
         self._used = 0.0
@@ -160,10 +165,7 @@ class TokenWindow:
     @property
     def window(self) -> float:
         """Seconds over which the log holds `share` tokens."""
-        if self._pinned or self._typical is None or not self._per_minute:
-            return self.shortest
-        wanted = max(self.shortest, REQUESTS_PER_WINDOW * self._typical * 60.0 / self._per_minute)
-        return next((w for w in WINDOWS if w >= wanted), WINDOWS[-1])
+        return self._window
 
     @property
     def share(self) -> float:
@@ -178,8 +180,18 @@ class TokenWindow:
     def _rewindow(self) -> None:
         """After the window changed, every entry of the last minute expires as if logged under the new
         one: a longer window counts again what a shorter one had already let go."""
-        window = self.window
-        if window == self._window:
+        current = window = self._window
+        per_second = (self._per_minute or 0.0) / 60.0
+        if self._pinned:
+            window = self.shortest
+        elif (
+            per_second
+            and self._sizes >= SIZES_SEEN
+            and self._typical * FEW_REQUESTS > per_second * self.shortest
+        ):
+            wanted = REQUESTS_PER_WINDOW * self._typical / per_second
+            window = max(current, next((w for w in WINDOWS if w >= wanted), WINDOWS[-1]))
+        if window == current:
             return
         self._window = window
         now = self._clock()
@@ -231,8 +243,8 @@ class TokenWindow:
         """
         now = self._clock()
         if tokens > 0:
-            typical = self._typical
-            self._typical = tokens if typical is None else typical + 0.1 * (tokens - typical)
+            self._sizes += 1
+            self._typical += max(0.1, 1.0 / self._sizes) * (tokens - self._typical)
             self._rewindow()
         self._expire(now)
         if sent.expires > now:

@@ -60,7 +60,7 @@ class Limits:
     adaptive: bool = True
 
 
-class Ticket(NamedTuple):  # a NamedTuple: built for every request, at a third of a frozen dataclass's cost
+class Ticket(NamedTuple):  # built once per request: a NamedTuple is cheaper than a frozen dataclass
     """An admitted request: what it was dispatched under, to settle its tokens and filter stale signals."""
 
     epoch: int  # the concurrency epoch

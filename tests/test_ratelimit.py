@@ -123,10 +123,15 @@ async def test_requests_large_for_the_quota_get_a_longer_window_that_divides_a_m
         assert sent is not None
         tokens.settle(sent, 80)  # the window learns the usual size from the counts
         starts.append((clock.now, 80))
-    assert tokens.window == 4.0  # 4 requests of 80 at 100 a second: 3.2 s, the next divisor of 60
+    assert tokens.window == 10.0  # 8 requests of 80 at 100 a second: 6.4 s, the next divisor of 60
     assert window_sums(starts, 60.0) <= 6000  # a minute never holds more than the quota
     rate = sum(k for _, k in starts) / (starts[-1][0] - starts[0][0])
     assert rate > 0.95 * 100
+    for _ in range(30):  # smaller requests later: the window never shrinks (it would forget entries)
+        sent = await tokens.acquire(10)
+        assert sent is not None
+        tokens.settle(sent, 10)
+    assert tokens.window == 10.0
     tokens.shorten()
     assert tokens.window == 1.0
 
@@ -135,16 +140,16 @@ async def test_a_longer_window_counts_again_what_the_shorter_one_let_go() -> Non
     clock = FakeClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
     sent = None
-    for step in (1.0, 1.0, 0.5):
+    for step in (1.0,) * 7 + (0.5,):
         sent = await tokens.acquire(20)
         assert sent is not None
-        tokens.settle(sent, 20)
+        tokens.settle(sent, 20)  # 5 of 20 fit in a second: no need for a longer window
         clock.advance(step)
     assert tokens.window == 1.0 and tokens.used() == 20
     assert sent is not None
-    tokens.settle(sent, 400)  # large counts: 4 requests now need 3 s
-    assert tokens.window == 3.0
-    assert tokens.used() == 20 + 20 + 400  # the two earlier ones are back in the window
+    tokens.settle(sent, 400)  # larger counts: a second holds fewer than 4 of the usual size
+    assert tokens.window == 5.0
+    assert tokens.used() == 4 * 20 + 400  # the four before it are back in the window
 
 
 async def test_unlimited_logs_nothing() -> None:
