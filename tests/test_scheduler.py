@@ -186,6 +186,15 @@ RPM_QUOTA = QuotaViolation(
 )
 
 
+def test_quota_violations_tell_tokens_from_requests_by_metric_then_id() -> None:
+    assert TPM_QUOTA.tokens and TPM_QUOTA.per_minute and not TPM_QUOTA.per_day
+    assert not RPM_QUOTA.tokens
+    free_tier = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
+    assert QuotaViolation("GenerateContentInputTokensPerModelPerMinute-FreeTier", None, free_tier).tokens
+    assert QuotaViolation("GenerateContentInputTokensPerModelPerMinute-FreeTier").tokens  # no metric
+    assert not QuotaViolation("GenerateRequestsPerDayPerProjectPerModel").tokens
+
+
 def usage(prompt_tokens: int) -> Usage:
     return Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
 
@@ -252,6 +261,10 @@ async def test_a_few_prompts_are_counted_before_the_first_answer_when_tokens_are
     fresh.learn_count("m", 40, 120)
     assert not fresh.wants_count("m")
     assert fresh.pace("m").calibration.text_ratio == pytest.approx(3.0)
+    blind, _, _ = make()  # a token 429 before any answer: count too
+    async with blind.slot("m", TokenEstimate(100)) as ticket:
+        blind.on_failure(ticket, rate_limited(1.0, TPM_QUOTA))
+    assert blind.wants_count("m")
 
 
 async def test_a_token_429_under_token_pacing_lowers_the_pace_once_per_burst() -> None:
