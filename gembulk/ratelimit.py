@@ -271,6 +271,9 @@ class TokenWindow:
 
     def _pump(self) -> None:
         """Admit every waiter that may go now; set the timer for the next moment one might."""
+        if any(waiter.admitted.done() for waiter in self._waiters):
+            # Cancelled while waiting (its task has not run its clean-up yet): never admit it.
+            self._waiters = [waiter for waiter in self._waiters if not waiter.admitted.done()]
         if not self._waiters:
             return
         now = self._clock()

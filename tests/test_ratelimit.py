@@ -224,6 +224,21 @@ async def test_a_waiter_is_passed_over_a_bounded_number_of_times() -> None:
     assert big.done()
 
 
+async def test_a_waiter_cancelled_before_its_clean_up_is_never_admitted() -> None:
+    clock = SteppedClock()
+    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
+    tokens.shorten()
+    first = await tokens.acquire(90)
+    assert first is not None
+    waiting = asyncio.create_task(tokens.acquire(50))
+    await settle()
+    waiting.cancel()  # Ctrl-C: its future is cancelled now, its clean-up runs on its next turn
+    tokens.release(first)  # room appears before that turn
+    await settle()
+    assert waiting.cancelled()
+    assert tokens.used() == 0
+
+
 async def test_nothing_is_admitted_while_held() -> None:
     clock = SteppedClock()
     tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
