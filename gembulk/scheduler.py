@@ -241,9 +241,10 @@ class Scheduler:
         if any(v.tokens for v in error.violations):
             self._learn_token_rate(pace, ticket, error, now)
         logger.debug(
-            "429 for %s (%s): paused %.2f s; concurrency %d, requests/min %s, tokens/min %s",
+            "429 for %s (%s, its tokens %s): paused %.2f s; concurrency %d, requests/min %s, tokens/min %s",
             ticket.model or "the model",
             ", ".join(v.quota_id for v in error.violations) or "no QuotaFailure",
+            "paced" if ticket.sent is not None else "not paced",
             pace.paused_until - now,
             self.concurrency.limit,
             pace.requests.per_minute,
