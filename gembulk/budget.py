@@ -114,7 +114,7 @@ class Budget:
                 f"; the next request needed {_usd(refused.cost)} reserved, for its prompt and "
                 f"{refused.output_tokens:,} output tokens ({refused.why})"
             )
-            if refused.why != "--max-output-tokens":
+            if self._max_output is None:  # nothing bounds the answers: say what would
                 hint = (
                     "pass --max-output-tokens N to bound each answer, and so what is reserved for it, or "
                     f"{again}; finished rows are kept"

@@ -17,6 +17,7 @@ from gembulk.settings import RunOptions
 from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
 DRY_RUN_SAMPLES = 3  # prompts shown
+SHOWN_CHARACTERS = 2000  # of each prompt shown
 TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there are no more)
 
 
@@ -71,7 +72,7 @@ async def _scan(
             rows.sample.append(request.prompt)
         if rows.to_send <= DRY_RUN_SAMPLES:
             media = "".join(f"\n[attached: {a.value}]" for a in request.attachments)
-            observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{request.prompt}")
+            observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{_shown(request.prompt)}")
     return rows
 
 
@@ -93,6 +94,13 @@ async def _show_cost(
         share = TokenEstimate(round(estimate.input_tokens * count / rows.to_send), estimate.how)
         prefix = f"{model}: " if len(rows.per_model) > 1 else ""
         observer.message(prefix + cost_estimate(options, model, prepared.prices, share, count))
+
+
+def _shown(prompt: str) -> str:
+    """A prompt as the dry run shows it: a cell of megabytes is cut, with the length said."""
+    if len(prompt) <= SHOWN_CHARACTERS:
+        return prompt
+    return f"{prompt[:SHOWN_CHARACTERS]}… ({len(prompt) - SHOWN_CHARACTERS:,} more characters)"
 
 
 def _client(options: RunOptions) -> GeminiClient:
