@@ -369,7 +369,8 @@ def test_upload_create_and_polls_are_retried_and_fatal_errors_exit_3(fake: FakeA
     fake.reset()
     refused = tmp_path / "refused.jsonl"
     result = run_cli(
-        ["run", str(path), "-t", "{text}", "-o", str(refused), "--batch", "-m", "gemini-embedding-001"], fake.url
+        ["run", str(path), "-t", "{text}", "-o", str(refused), "--batch", "-m", "gemini-embedding-001"],
+        fake.url,
     )
     assert result.returncode == 3, result.stderr
     assert "404 NOT_FOUND" in result.stderr and "check the model name" in result.stderr
