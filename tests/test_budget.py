@@ -1,4 +1,4 @@
-"""--max-cost's budget alone: what is reserved, waiting for room instead of stopping, the invariant, the message."""
+"""--max-cost's budget alone: what is reserved, waiting for room, the invariant, the message at the cap."""
 
 from __future__ import annotations
 
