@@ -46,9 +46,8 @@ async def detach(
             assert isinstance(made, BatchExecutor)
             executor = made
             record = recorder(output, prepared, stats, "batch")
-            source = request_source(prepared, options, done, stats)
-            if check is not None:  # prompts clearly too long are written now, failed, and not submitted
-                source = screened(source, check, record)
+            # Prompts clearly too long are written now, failed, and not submitted.
+            source = screened(request_source(prepared, options, done, stats), check, record)
             if options.cache_path is not None:
                 cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
                 source = cached.misses(source, record)

@@ -124,9 +124,8 @@ async def _execute(
         async with media_for(options, prepared, client, observer) as media:
             executor = make_executor(options, prepared, client, stats, observer, media)
             runner = with_cache(executor, options, client, stats)
-            requests = request_source(prepared, options, done, stats)
-            if check is not None:  # prompts clearly over the model's input limit fail here, unsent
-                requests = screened(requests, check, emit)
+            # Prompts clearly over the model's input limit fail here, unsent.
+            requests = screened(request_source(prepared, options, done, stats), check, emit)
             task = asyncio.create_task(runner.run(requests, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)

@@ -14,9 +14,11 @@ from gembulk.records import Outcome, PromptRequest, RowError
 Check = Callable[[PromptRequest], RowError | None]
 
 
-def screened(requests: RequestSource, check: Check, emit: Emit) -> RequestSource:
-    """The requests that pass `check`. On the first pass each one that fails it is emitted as a failed
-    outcome, written and counted like any other; later passes skip it without a word."""
+def screened(requests: RequestSource, check: Check | None, emit: Emit) -> RequestSource:
+    """The requests that pass `check` (all of them without one). On the first pass each one that fails
+    it is emitted as a failed outcome, written and counted like any other; later passes skip it silently."""
+    if check is None:
+        return requests
     passes = 0
 
     def source() -> AsyncIterator[PromptRequest]:
