@@ -65,11 +65,18 @@ async def look_up(client: GeminiClient, model: str) -> ModelLimits | None:
     try:
         return await client.model_limits(model, timeout=LOOKUP_TIMEOUT)
     except CallFailed as failure:
-        if classify(failure) is Verdict.FATAL:
+        if classify(failure) is Verdict.FATAL and not _route_not_served(failure):
             fatal = fatal_error(failure)
             raise FatalAPIError(f"-m {model}: {fatal.message}", hint=fatal.hint) from failure
         logger.debug("models.get %s failed (%s); going on with the shipped limits", model, failure)
         return None
+
+
+def _route_not_served(failure: CallFailed) -> bool:
+    """A 404 for the URL itself ("The requested URL … was not found on this server"), not for the model:
+    an endpoint or gateway (--base-url) that serves generateContent but not models.get. The first
+    request will say whether the model exists."""
+    return failure.code == 404 and "was not found on this server" in failure.message
 
 
 async def model_limits(

@@ -92,10 +92,17 @@ async def test_a_model_or_key_the_api_refuses_stops_before_any_row(failure: Call
 
 
 async def test_another_refusal_of_models_get_leaves_the_model_to_the_table() -> None:
-    seam = StubSeam({"odd": CallFailed("INVALID_ARGUMENT", "bad name", code=400)})
+    unserved = "The requested URL /v1/models/x was not found on this server."
+    seam = StubSeam(
+        {
+            "odd": CallFailed("INVALID_ARGUMENT", "bad name", code=400),
+            "x": CallFailed("NOT_FOUND", unserved, code=404),  # a gateway without models.get
+        }
+    )
     assert await look_up(seam, "odd") is None  # type: ignore[arg-type]
+    assert await look_up(seam, "x") is None  # type: ignore[arg-type]
     assert await look_up(seam, "tunedModels/mine") is None  # type: ignore[arg-type]
-    assert seam.asked == ["odd"]  # a tuned model is not looked up
+    assert seam.asked == ["odd", "x"]  # a tuned model is not looked up
 
 
 async def test_models_get_through_the_sdk_is_asked_once_per_model_and_process(fake: FakeAPI) -> None:
