@@ -8,11 +8,12 @@ import time
 from gembulk.ending import exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.observer import RunObserver
+from gembulk.outputs import Resume
 from gembulk.prepare import Prepared, request_source
 from gembulk.settings import RunOptions
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
-from gembulk.wiring import Output, client_for, finalize_output, make_executor, media_for, recorder
+from gembulk.wiring import client_for, finalize_output, make_executor, media_for, output_for, recorder
 
 
 async def detach(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
@@ -23,9 +24,11 @@ async def detach(options: RunOptions, prepared: Prepared, observer: RunObserver)
     from gembulk.executors.cached import CachedExecutor
 
     stats = RunStats(total=prepared.total)
-    done = prepared.existing.done if prepared.existing else frozenset()
-    # Rows the cache answers are written to OUT now (opened at the first one); `batch fetch` skips them.
-    output = Output(options, prepared, append=prepared.existing is not None)
+    resume = Resume(prepared.existing)
+    # Rows the cache answers, and rows that cannot be sent, are written to OUT now (opened at the first
+    # one); `batch fetch` skips the former and writes the latter again (compaction keeps one).
+    output = output_for(options, prepared)
+    record = recorder(output, prepared, stats, "batch")
     started = time.monotonic()
     stop = StopSignal()
     error: GembulkError | None = None
@@ -39,29 +42,35 @@ async def detach(options: RunOptions, prepared: Prepared, observer: RunObserver)
             made = make_executor(options, prepared, client, stats, observer, media)
             assert isinstance(made, BatchExecutor)
             executor = made
-            source = request_source(prepared, options, done, stats)
+            source = request_source(prepared, options, resume, stats, unsent=record)
             if options.cache_path is not None:
                 cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
-                source = cached.misses(source, recorder(output, prepared, stats, "batch"))
+                source = cached.misses(source, record)
             task = asyncio.create_task(executor.submit(source))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
-            await output.aclose()
-            if not interrupted and not executor.state.jobs and stats.cache_hits:
-                await finalize_output(options, prepared, prepared.existing, stats.cache_hits)
+            if interrupted or executor.state.jobs:
+                await output.close()  # the jobs' rows are written by `batch wait|fetch`
+            elif output.written:  # the job is complete without a batch: what a fetch would do
+                await output.finish()
+                await finalize_output(options, prepared, resume, output, observer)
     except* GembulkError as group:
         error = first_error(group)
     finally:
-        await output.aclose()
+        await output.discard()
     elapsed = time.monotonic() - started
     jobs = tuple(executor.state.job_names) if executor is not None else ()
     code = exit_code(stats, interrupted, error)
+    if code is ExitCode.ROWS_FAILED and jobs:
+        code = ExitCode.OK  # submitted: the fetch reports the rows that failed, with the jobs' own
     if code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(resume_hint(options, stats, executor))
     elif not jobs and stats.cache_hits:
         observer.message(
             f"nothing to submit: the cache answered the {stats.cache_hits} rows left, in {options.output}"
         )
+    elif not jobs and stats.failed:
+        observer.message(f"nothing to submit: the {stats.failed} rows left cannot be sent ({options.output})")
     elif not jobs:
         observer.message(f"nothing to submit: every row of {options.output} is already done")
     else:

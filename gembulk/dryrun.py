@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.observer import RunObserver
+from gembulk.outputs import Resume
 from gembulk.prepare import Prepared, pending_requests
 from gembulk.pricing import PriceTable
-from gembulk.records import CallFailed, Usage
+from gembulk.records import CallFailed, Outcome, PromptRequest, Usage
 from gembulk.settings import RunOptions
 
 DRY_RUN_SAMPLES = 3  # prompts shown
@@ -19,13 +20,22 @@ TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there ar
 
 async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver) -> None:
     """Show the first prompts, count the rows and estimate tokens and cost; send no generation request."""
-    done = prepared.existing.done if prepared.existing else frozenset()
     sample: list[str] = []
     to_send = 0
     characters = 0
     per_model = dict.fromkeys(options.models, 0)
     attachments = 0
-    async for request in pending_requests(prepared, options, done, None):
+    unsendable: dict[str, int] = {}
+
+    async def not_sent(request: PromptRequest, outcome: Outcome) -> None:
+        assert outcome.error is not None
+        status = outcome.error.status
+        if status not in unsendable:
+            observer.message(f"row {request.id} would fail unsent: {status}: {outcome.error.message}")
+        unsendable[status] = unsendable.get(status, 0) + 1
+
+    resume = Resume(prepared.existing)
+    async for request in pending_requests(prepared, options, resume, None, not_sent):
         to_send += 1
         per_model[request.model] += 1
         characters += len(request.prompt)
@@ -36,9 +46,11 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
             media = "".join(f"\n[attached: {a.value}]" for a in request.attachments)
             observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{request.prompt}")
     name = prepared.spec.display_name or prepared.spec.path
+    failing = sum(unsendable.values())
+    failing_text = f", {failing} would fail unsent" if failing else ""
     observer.message(
-        f"dry run: {prepared.total} rows in {name}, {to_send} to send, "
-        f"{prepared.total - to_send} already done; nothing was sent"
+        f"dry run: {prepared.total} rows in {name}, {to_send} to send{failing_text}, "
+        f"{prepared.total - to_send - failing} already done; nothing was sent"
     )
     if to_send:
         estimate = await _estimate_tokens(options, sample, to_send, characters)
