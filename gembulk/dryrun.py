@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.client import GeminiClient
 from gembulk.errors import FatalAPIError
 from gembulk.observer import RunObserver
 from gembulk.outputs import Resume
@@ -13,6 +13,7 @@ from gembulk.prepare import Prepared, pending_requests
 from gembulk.pricing import PriceTable
 from gembulk.records import CallFailed, Outcome, PromptRequest, Usage
 from gembulk.settings import RunOptions
+from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
 DRY_RUN_SAMPLES = 3  # prompts shown
 TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there are no more)

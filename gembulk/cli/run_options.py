@@ -16,6 +16,7 @@ from gembulk.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
+    NO_API_KEY,
     BatchMode,
     BatchOptions,
     Fallback,
@@ -96,7 +97,7 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
     ):
         check_positive(flag, value)
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))  # repeated -m: duplicates dropped, in order
-    return RunOptions(
+    options = RunOptions(
         cache_path=args.cache,
         shard=Shard.parse(args.shard) if args.shard is not None else None,
         max_cost=args.max_cost,
@@ -134,6 +135,9 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         if args.max_download is not None
         else None,
     )
+    if not options.dry_run and not options.api_key:
+        raise UsageError(NO_API_KEY)  # here, before the run machinery and the SDK are imported
+    return options
 
 
 def _batch_options(args: RunArgs) -> BatchOptions | None:
