@@ -25,7 +25,8 @@ _SHOWN_COMMAND = 160  # characters of the holder's command line shown
 
 
 def lock_path(output: str) -> str:
-    return os.path.abspath(output) + LOCK_SUFFIX
+    """Beside the file OUT really is: two symbolic links to one output share its lock."""
+    return os.path.realpath(output) + LOCK_SUFFIX
 
 
 def scrubbed_command(argv: Sequence[str]) -> str:
