@@ -146,6 +146,7 @@ async def finalize_output(
 ) -> None:
     """A completed run on a file: one record per (id, model), the job file of earlier versions gone."""
     path = options.output
+    resume.release()
     if resume.needs_compaction:
         plan = CompactionPlan(boundary=output.boundary, current=resume.current)
         try:

@@ -157,6 +157,8 @@ async def test_resume_skips_exactly_the_matching_successes(tmp_path: Path) -> No
     resume.sending("c", MODEL, counting=True)  # new row
     assert resume.needs_compaction  # b's new record supersedes the old one
     assert resume.left_alone == 1  # "gone" is not in this job: kept, and counted
+    resume.release()  # the digests go before a compaction; what the end of the run needs stays
+    assert resume.needs_compaction and resume.left_alone == 1
     fresh = Resume(await load_existing(str(path), "jsonl"))
     assert fresh.done("a", MODEL, "fa", counting=True) and not fresh.needs_compaction
 

@@ -68,6 +68,7 @@ class Resume:
         self.existing = existing
         self.current: set[int] = set()  # success_key of the records resumed from, for repeated keys only
         self._superseding = False  # this run writes a key the file already holds
+        self._file_keys = len(existing.keys) if existing is not None else 0
         self._job_keys_present = 0
 
     def done(self, record_id: str, model: str, fingerprint: str, *, counting: bool) -> bool:
@@ -95,7 +96,14 @@ class Resume:
     @property
     def left_alone(self) -> int:
         """Keys of the file that are not part of this job (after a complete first pass)."""
-        return 0 if self.existing is None else len(self.existing.keys) - self._job_keys_present
+        return self._file_keys - self._job_keys_present
+
+    def release(self) -> None:
+        """The request passes are over: drop the digests (about 140 MB at a million rows) before a
+        compaction needs memory of its own. `current`, `needs_compaction` and `left_alone` stay."""
+        if self.existing is not None:
+            self.existing.keys.clear()
+            self.existing.succeeded.clear()
 
 
 Line = tuple[int, int, bytes]  # byte offset, 1-based line number, the line with its b"\n" (if any)
