@@ -10,6 +10,7 @@ from typing import Any
 
 from gembulk.errors import StateFileError
 from gembulk.jsonfiles import write_json_atomic
+from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 
 SUFFIX = ".gembulk-batch.json"
 INPUT_SUFFIX = ".gembulk-batch.input"  # the kept copy of a stdin input, for batch wait/fetch
@@ -157,7 +158,9 @@ def load(path: str) -> BatchState:
 
 def save(path: str, state: BatchState) -> None:
     """Write atomically: a reader, a concurrent run or a crash sees the old state or the new, never half."""
-    write_json_atomic(path, state.to_json())
+    # Its temp file is named as OUT's, so the next run on OUT removes it if this process is killed.
+    owner = path.removesuffix(SUFFIX) if path.endswith(SUFFIX) else path
+    write_json_atomic(path, state.to_json(), prefix=temp_prefix(owner), suffix=TEMP_SUFFIX)
 
 
 def remove(path: str) -> None:
