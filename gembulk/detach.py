@@ -10,12 +10,12 @@ from gembulk.ending import exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.modelinfo import PromptSizeCheck
 from gembulk.observer import RunObserver
+from gembulk.outputs import Resume
 from gembulk.prepare import Prepared, request_source
-from gembulk.screen import screened
 from gembulk.settings import RunOptions
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
-from gembulk.wiring import Output, finalize_output, make_executor, media_for, recorder
+from gembulk.wiring import finalize_output, make_executor, media_for, output_for, recorder
 
 
 async def detach(
@@ -32,9 +32,11 @@ async def detach(
     from gembulk.executors.cached import CachedExecutor
 
     stats = RunStats(total=prepared.total)
-    done = prepared.existing.done if prepared.existing else frozenset()
-    # Rows the cache answers are written to OUT now (opened at the first one); `batch fetch` skips them.
-    output = Output(options, prepared, append=prepared.existing is not None)
+    resume = Resume(prepared.existing)
+    # Rows the cache answers, and rows that cannot be sent, are written to OUT now (opened at the first
+    # one); `batch fetch` skips the former and writes the latter again (compaction keeps one).
+    output = output_for(options, prepared)
+    record = recorder(output, prepared, stats, "batch")
     started = time.monotonic()
     stop = StopSignal()
     error: GembulkError | None = None
@@ -45,26 +47,29 @@ async def detach(
             made = make_executor(options, prepared, client, stats, observer, media)
             assert isinstance(made, BatchExecutor)
             executor = made
-            record = recorder(output, prepared, stats, "batch")
-            # Prompts clearly too long are written now, failed, and not submitted.
-            source = screened(request_source(prepared, options, done, stats), check, record)
+            # Rows that cannot be sent (a missing value, an empty or clearly too long prompt) are
+            # written now, failed, and not submitted.
+            source = request_source(prepared, options, resume, stats, unsent=record, check=check)
             if options.cache_path is not None:
                 cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
                 source = cached.misses(source, record)
             task = asyncio.create_task(executor.submit(source))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, executor, options.grace_period, observer)
-            await output.aclose()
-            written = stats.cache_hits + stats.failed  # the failed ones: not sent (screened)
-            if not interrupted and not executor.state.jobs and written:
-                await finalize_output(options, prepared, prepared.existing, written)
+            if interrupted or executor.state.jobs:
+                await output.close()  # the jobs' rows are written by `batch wait|fetch`
+            elif output.written:  # the job is complete without a batch: what a fetch would do
+                await output.finish()
+                await finalize_output(options, prepared, resume, output, observer)
     except* GembulkError as group:
         error = first_error(group)
     finally:
-        await output.aclose()
+        await output.discard()
     elapsed = time.monotonic() - started
     jobs = tuple(executor.state.job_names) if executor is not None else ()
     code = exit_code(stats, interrupted, error)
+    if code is ExitCode.ROWS_FAILED and jobs:
+        code = ExitCode.OK  # submitted: the fetch reports the rows that failed, with the jobs' own
     if code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(resume_hint(options, stats, executor))
         return RunResult(code, stats, elapsed, error, jobs)
@@ -77,9 +82,11 @@ async def detach(
         observer.message(
             f"nothing to submit: the cache answered the {stats.cache_hits} rows left, in {options.output}"
         )
-    elif not jobs and not stats.failed:
+    elif not jobs and stats.failed:
+        observer.message(f"nothing to submit: the {stats.failed} rows left cannot be sent ({options.output})")
+    elif not jobs:
         observer.message(f"nothing to submit: every row of {options.output} is already done")
-    elif jobs:
+    else:
         state_file = batch_state.state_path(options.output)
         if stats.cache_hits:
             observer.message(f"{stats.cache_hits} rows answered from the cache, written to {options.output}")

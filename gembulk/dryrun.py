@@ -10,9 +10,10 @@ from gembulk.client import GeminiClient
 from gembulk.errors import FatalAPIError
 from gembulk.modelinfo import PROMPT_TOO_LONG, PromptSizeCheck, request_checks
 from gembulk.observer import RunObserver
+from gembulk.outputs import Resume
 from gembulk.prepare import Prepared, pending_requests
 from gembulk.pricing import PriceTable
-from gembulk.records import CallFailed, Usage
+from gembulk.records import CallFailed, Outcome, PromptRequest, Usage
 from gembulk.settings import RunOptions
 from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
@@ -34,10 +35,10 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
         )
         rows = await _scan(options, prepared, observer, check)
         name = prepared.spec.display_name or prepared.spec.path
-        too_long = f", {rows.too_long} too long to send ({PROMPT_TOO_LONG})" if rows.too_long else ""
+        failing = "".join(f", {_unsent(status, count)}" for status, count in rows.unsendable.items())
         observer.message(
-            f"dry run: {prepared.total} rows in {name}, {rows.to_send} to send{too_long}, "
-            f"{prepared.total - rows.to_send - rows.too_long} already done; nothing was sent"
+            f"dry run: {prepared.total} rows in {name}, {rows.to_send} to send{failing}, "
+            f"{prepared.total - rows.to_send - sum(rows.unsendable.values())} already done; nothing was sent"
         )
         if rows.to_send:
             await _show_cost(options, prepared, observer, counting, rows)
@@ -48,7 +49,7 @@ class _Rows:
     """What the dry run saw of the requests still to send."""
 
     to_send: int = 0
-    too_long: int = 0  # failed unsent by the size check
+    unsendable: dict[str, int] = field(default_factory=dict)  # rows that would fail unsent, by status
     characters: int = 0
     attachments: int = 0
     sample: list[str] = field(default_factory=list)  # prompts to count tokens on
@@ -58,12 +59,17 @@ class _Rows:
 async def _scan(
     options: RunOptions, prepared: Prepared, observer: RunObserver, check: PromptSizeCheck | None
 ) -> _Rows:
-    done = prepared.existing.done if prepared.existing else frozenset()
     rows = _Rows(per_model=dict.fromkeys(options.models, 0))
-    async for request in pending_requests(prepared, options, done, None):
-        if check is not None and check(request) is not None:
-            rows.too_long += 1
-            continue
+
+    async def unsendable(request: PromptRequest, outcome: Outcome) -> None:
+        error = outcome.error
+        assert error is not None
+        if error.status not in rows.unsendable:
+            observer.message(f"row {request.id} would fail unsent: {error.status}: {error.message}")
+        rows.unsendable[error.status] = rows.unsendable.get(error.status, 0) + 1
+
+    resume = Resume(prepared.existing)
+    async for request in pending_requests(prepared, options, resume, None, unsendable, check):
         rows.to_send += 1
         rows.per_model[request.model] += 1
         rows.characters += len(request.prompt)
@@ -94,6 +100,12 @@ async def _show_cost(
         share = TokenEstimate(round(estimate.input_tokens * count / rows.to_send), estimate.how)
         prefix = f"{model}: " if len(rows.per_model) > 1 else ""
         observer.message(prefix + cost_estimate(options, model, prepared.prices, share, count))
+
+
+def _unsent(status: str, count: int) -> str:
+    if status == PROMPT_TOO_LONG:
+        return f"{count} too long to send ({status})"
+    return f"{count} would fail unsent ({status})"
 
 
 def _shown(prompt: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gembulk.requestkey import FINGERPRINT_DIGITS
+
 
 @dataclass(frozen=True, slots=True)
 class InputRow:
@@ -46,6 +48,8 @@ class PromptRequest:
 
     `attachments` are the row's media references; the media stage turns them into `media` parts
     just before the request is sent, so bytes are held only while a request is in flight.
+    `request_key` is the SHA-256 of the canonical request (gembulk.requestkey): the response cache's key,
+    and its first 16 hex digits are the record's fingerprint. None for a row that is never sent.
     """
 
     row: InputRow
@@ -53,10 +57,15 @@ class PromptRequest:
     model: str
     attachments: tuple[Attachment, ...] = ()
     media: tuple[MediaPart, ...] = ()
+    request_key: str | None = None
 
     @property
     def id(self) -> str:
         return self.row.id
+
+    @property
+    def fingerprint(self) -> str | None:
+        return None if self.request_key is None else self.request_key[:FINGERPRINT_DIGITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,16 +197,39 @@ class AttachmentFailed(Exception):
         self.error = error
 
 
-# Keys every output record has, in this order; input fields with the same names are overwritten.
-RECORD_KEYS = ("id", "response", "error", "finish_reason", "usage", "model")
+# A record's own keys. An input field with one of these names is never dropped: it is kept under
+# "input" (all of them, whether or not this record has that key, so every record of a run has one shape),
+# except the field that supplied the row id, which is the record's id.
+RECORD_KEYS = (
+    "id",
+    "response",
+    "error",
+    "finish_reason",
+    "usage",
+    "model",
+    "parsed",
+    "mode",
+    "cached",
+    "fingerprint",
+    "input",
+)
+RESERVED_KEYS = frozenset(RECORD_KEYS)
 
 
 def build_record(
-    row: InputRow, model: str, outcome: Outcome, *, with_parsed: bool = False, mode: str | None = None
+    row: InputRow,
+    model: str,
+    outcome: Outcome,
+    *,
+    with_parsed: bool = False,
+    mode: str | None = None,
+    fingerprint: str | None = None,
+    id_column: str | None = None,
 ) -> dict[str, Any]:
     """The output record of one row: the contract's fields first, then the input row's own fields.
 
-    Carrying the input fields along lets runs chain: `gembulk run a.csv | gembulk run - -t "... {response}"`.
+    Carrying the input fields along lets runs chain: `gembulk run a.csv | gembulk run - -t "... {response}"`;
+    the first stage's own record fields then ride along under "input".
     """
     record: dict[str, Any] = {
         "id": row.id,
@@ -213,7 +245,15 @@ def build_record(
         record["mode"] = mode
     if outcome.extra.get("cached"):
         record["cached"] = True
+    record["fingerprint"] = fingerprint
+    moved: dict[str, Any] | None = None
     for key, value in row.fields.items():
-        if key not in record:
+        if key not in RESERVED_KEYS:
             record[key] = value
+        elif key != id_column:
+            if moved is None:
+                moved = {}
+            moved[key] = value
+    if moved is not None:
+        record["input"] = moved
     return record

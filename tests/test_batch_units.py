@@ -17,11 +17,10 @@ from gembulk.batch import state as batch_state
 from gembulk.batch.build import LineEncoder, build_parts, request_line
 from gembulk.batch.jobs import JobStatus, status_from_operation
 from gembulk.batch.results import DUPLICATE, MISSING, NOT_SUBMITTED, from_line, index_results, row_error
-from gembulk.batch.state import BatchState, JobRef
+from gembulk.batch.state import BatchState, JobIdentity, JobRef
 from gembulk.client import GenerationSettings
-from gembulk.errors import InputError, NotReadyError, StateFileError, UsageError
+from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors.batch import _ResultCursor
-from gembulk.jobfile import JobIdentity
 from gembulk.observer import NullObserver
 from gembulk.records import InputRow, PromptRequest
 
@@ -192,16 +191,6 @@ def test_concurrent_writers_never_leave_a_torn_state_file(tmp_path: Path) -> Non
     assert seen > 0
     assert batch_state.load(path).rows % 1000 == 149
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl.gembulk-batch.json"]
-
-
-def test_the_lock_admits_one_gembulk_per_output(tmp_path: Path) -> None:
-    out = str(tmp_path / "out.jsonl")
-    with batch_state.locked(out):
-        with pytest.raises(NotReadyError, match="another gembulk") as raised, batch_state.locked(out):
-            pass
-        assert raised.value.exit_code == 4
-    with batch_state.locked(out):  # released
-        pass
 
 
 def test_targets_resolve_to_a_state_file_or_a_bare_job(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ and the screening stage that fails a request without sending it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +20,11 @@ from gembulk.modelinfo import (
     model_limits,
     prompt_size_check,
 )
+from gembulk.outputs import Resume
+from gembulk.prepare import prepare, request_source
 from gembulk.records import Attachment, CallFailed, InputRow, ModelLimits, Outcome, PromptRequest, RowError
-from gembulk.screen import screened
-from gembulk.settings import GenerationSettings
+from gembulk.settings import GenerationSettings, RunOptions
+from gembulk.stats import RunStats
 from tests.cli_support import TEST_KEY, FakeAPI
 
 LIMIT = 1_048_576
@@ -158,21 +160,16 @@ def test_the_system_instruction_and_attachments_count_towards_the_limit() -> Non
     assert prompt_size_check({"m": ModelLimits(None, 10, "models.get")}, None) is None  # nothing to check
 
 
-async def test_screened_requests_fail_once_without_reaching_the_executor() -> None:
+async def test_requests_the_check_refuses_fail_once_on_the_first_pass_and_never_reach_an_executor(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("id,prompt\na,a\nl1,long 1\nb,b\nl2,long 2\nc,c\n", encoding="utf-8")
+    options = RunOptions(input=str(path), api_key="k")
+    prepared = await prepare(options)
+
     def check(item: PromptRequest) -> RowError | None:
         return RowError(PROMPT_TOO_LONG, "too long") if item.prompt.startswith("long") else None
-
-    closed: list[bool] = []
-
-    def source() -> AsyncIterator[PromptRequest]:
-        async def rows() -> AsyncIterator[PromptRequest]:
-            try:
-                for prompt in ("a", "long 1", "b", "long 2", "c"):
-                    yield request(prompt)
-            finally:
-                closed.append(True)
-
-        return rows()
 
     emitted: list[tuple[str, Any]] = []
 
@@ -180,12 +177,9 @@ async def test_screened_requests_fail_once_without_reaching_the_executor() -> No
         assert outcome.error is not None
         emitted.append((item.prompt, outcome.error.status))
 
-    requests = screened(source, check, emit)
+    stats = RunStats(total=prepared.total)
+    requests = request_source(prepared, options, Resume(prepared.existing), stats, unsent=emit, check=check)
     assert [r.prompt async for r in requests()] == ["a", "b", "c"]
     assert emitted == [("long 1", PROMPT_TOO_LONG), ("long 2", PROMPT_TOO_LONG)]
     assert [r.prompt async for r in requests()] == ["a", "b", "c"]  # a second pass (batch) says nothing
     assert len(emitted) == 2
-    first = requests()
-    assert (await anext(first)).prompt == "a"
-    await first.aclose()  # a consumer that stops early closes the source with it
-    assert closed == [True, True, True]

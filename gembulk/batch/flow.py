@@ -2,34 +2,57 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gembulk.batch import state as batch_state
 from gembulk.batch.jobs import BatchService
-from gembulk.batch.state import BatchState
+from gembulk.batch.state import BatchState, JobIdentity
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
-from gembulk.outputs import detect_output_format, load_existing
+from gembulk.outputs import count_outcomes, detect_output_format
 from gembulk.prepare import Prepared
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
-from gembulk.settings import BatchMode, CollectOptions, RunOptions
+from gembulk.settings import BatchMode, CollectOptions, RunOptions, schema_summary
 from gembulk.stats import RunResult, RunStats
+
+
+def job_identity(options: RunOptions, prepared: Prepared) -> JobIdentity:
+    """How this run asks its rows, as a state file records it."""
+    generation: dict[str, Any] = {
+        "temperature": options.generation.temperature,
+        "max_output_tokens": options.generation.max_output_tokens,
+        "schema": schema_summary(prepared.schema),
+    }
+    if options.attach:  # only when used, so state files written before --attach existed still match
+        generation["attach"] = list(options.attach)
+    return JobIdentity(
+        input=f"<stdin>:{prepared.scan.sha256}" if options.input == "-" else os.path.abspath(options.input),
+        template=prepared.template.source,
+        model=",".join(options.models),
+        system=options.generation.system,
+        generation=json.dumps(generation, sort_keys=True),
+        id_column=prepared.scan.id_column,
+        shard=str(options.shard) if options.shard else None,
+    )
 
 
 def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
     assert options.batch is not None
     generation = options.generation
     stdin = options.input == "-"
+    resumable = prepared.target.resumable
     return BatchState(
-        output=os.path.abspath(options.output) if options.output != "-" else "-",
+        output=os.path.abspath(options.output) if resumable else "-",
         output_format=prepared.output_format,
-        identity=prepared.identity,
+        identity=job_identity(options, prepared),
         input_path=None if stdin else os.path.abspath(options.input),
-        stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and options.output != "-" else None,
+        stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and resumable else None,
         input_format=prepared.spec.format,
         id_column=prepared.scan.id_column,
         input_sha256=prepared.scan.sha256,
@@ -63,10 +86,11 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
     )
 
 
-def same_submission(state: BatchState, prepared: Prepared) -> list[str]:
-    """What differs between a state file's submission and this run (empty: the same job and input)."""
-    changed = [name for name in state.identity.differences(prepared.identity)]
-    if state.input_sha256 != prepared.scan.sha256 and "input" not in changed:
+def same_submission(state: BatchState, options: RunOptions, prepared: Prepared) -> list[str]:
+    """What differs between a state file's submission and this run (empty: the same job and input).
+    The input is compared by content: the same bytes at another path are the same input."""
+    changed = state.identity.differences(job_identity(options, prepared))
+    if state.input_sha256 != prepared.scan.sha256:
         changed.append("input content")
     return changed
 
@@ -80,7 +104,7 @@ def batch_state_for(
         path = options.batch.state_path
         assert path is not None
         state = batch_state.load(path)
-        changed = same_submission(state, prepared)
+        changed = same_submission(state, options, prepared)
         if changed:
             raise StateFileError(
                 f"{path} was written for another job or input (changed since the submission: "
@@ -90,7 +114,7 @@ def batch_state_for(
             )
         return state, path
     fresh = new_state(options, prepared)
-    if options.output == "-":
+    if not prepared.target.resumable:
         return fresh, None
     path = batch_state.state_path(options.output)
     if not os.path.exists(path):
@@ -99,7 +123,7 @@ def batch_state_for(
     if existing.fetched or not existing.jobs:
         return fresh, path
     names = ", ".join(existing.job_names) or "none created yet"
-    changed = same_submission(existing, prepared)
+    changed = same_submission(existing, options, prepared)
     if changed and not options.overwrite:
         raise StateFileError(
             f"{path} holds batch jobs of another job that were never fetched ({names}; changed: "
@@ -170,11 +194,9 @@ async def already_fetched(
             "does not exist",
             hint="the results were fetched once; run the job again to get them anew",
         )
-    existing = await load_existing(output, detect_output_format(output, options.output_format))
-    done = existing.done_ids if existing else frozenset()
-    failed = existing.failed_ids if existing else frozenset()
-    stats = RunStats(total=state.rows, ok=len(done), failed=len(failed))
-    observer.message(f"already fetched into {output}: {len(done)} ok, {len(failed)} failed")
+    ok, failed = await count_outcomes(output, detect_output_format(output, options.output_format))
+    stats = RunStats(total=state.rows, ok=ok, failed=failed)
+    observer.message(f"already fetched into {output}: {ok} ok, {failed} failed")
     assert options.batch is not None
     if not state.files_deleted and not options.batch.keep_files:
         await delete_leftover_files(state, state_file, options.api_key or "", options.base_url, observer)

@@ -22,6 +22,7 @@ from gembulk.executors.online import fatal_error
 from gembulk.filemodes import copy_private
 from gembulk.media import MediaResolver, resolve_in_order
 from gembulk.observer import RunObserver
+from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 from gembulk.records import CallFailed, PromptRequest, RowError
 from gembulk.settings import BatchOptions, GenerationSettings
 
@@ -53,6 +54,8 @@ class BatchSubmission:
         self._media = media
         self._adopted = bool(state.jobs)  # jobs from an earlier run: some may be created but unrecorded
         self._scratch_parent = os.path.dirname(state_file) if state_file else None
+        # Named as OUT's temporary files, so the next run on OUT removes what a killed one left.
+        self._scratch_prefix = temp_prefix(state.output) if state_file else ".gembulk-batch-"
 
     @property
     def state(self) -> BatchState:
@@ -193,7 +196,7 @@ class BatchSubmission:
     @contextlib.contextmanager
     def scratch(self) -> Iterator[str]:
         """A temporary directory beside OUT (else the system's) for part and result files."""
-        path = tempfile.mkdtemp(prefix=".gembulk-batch-", dir=self._scratch_parent)
+        path = tempfile.mkdtemp(prefix=self._scratch_prefix, suffix=TEMP_SUFFIX, dir=self._scratch_parent)
         try:
             yield path
         finally:

@@ -32,6 +32,8 @@ class CachedExecutor:
         self._hits: set[tuple[str, str]] | None = None  # (id, model) of rows answered from the cache
 
     async def _key(self, request: PromptRequest) -> str:
+        if request.request_key is not None:  # computed by the request pass, from the same settings
+            return request.request_key
         attachments: list[str] = []
         if request.attachments:  # hashing a local file reads it: off the event loop
             attachments = await asyncio.to_thread(lambda: [identity(a) for a in request.attachments])

@@ -89,13 +89,13 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     return len(chunk)
 
 
-async def spool_stdin(tmp_dir: str | None = None) -> str:
+async def spool_stdin(tmp_dir: str | None = None, prefix: str = "gembulk-stdin-") -> str:
     """Copy stdin to a temporary file and return its path (the caller deletes it).
 
     Stdin can be read once, but the tool needs a validating pass before the real one. One thread hop
     per chunk keeps memory flat and lets a Ctrl-C land between chunks.
     """
-    fd, path = tempfile.mkstemp(prefix="gembulk-stdin-", suffix=".gembulk-tmp", dir=tmp_dir)
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".gembulk-tmp", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as dst:
             src = sys.stdin.buffer
