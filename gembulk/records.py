@@ -61,12 +61,14 @@ class PromptRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one answer (None from the API is counted as 0)."""
+    """Token counts of one answer (None from the API is counted as 0). `cached_tokens` are the part of
+    `prompt_tokens` read from a context cache (usageMetadata.cachedContentTokenCount)."""
 
     prompt_tokens: int = 0
     output_tokens: int = 0
     thoughts_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -74,6 +76,7 @@ class Usage:
             "output_tokens": self.output_tokens,
             "thoughts_tokens": self.thoughts_tokens,
             "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
         }
 
 
