@@ -41,6 +41,15 @@ class MediaPart:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedPart:
+    """One part of the shared context (--context, --context-text), sent before every row's own parts:
+    text, or a medium (inline bytes or an uploaded file)."""
+
+    text: str | None = None
+    media: MediaPart | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRequest:
     """A rendered prompt ready to be sent: the text plus the row it came from.
 
