@@ -11,6 +11,7 @@ from typing import Any
 
 from gembulk import jobfile
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns
+from gembulk.context import SharedContext, load_context
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
 from gembulk.inputs import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
@@ -39,6 +40,7 @@ class Prepared:
     prices: PriceTable
     total: int  # records this run is about: rows (of its --shard) times models
     attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
+    context: SharedContext | None = None  # --context / --context-text, read and checked
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -89,6 +91,7 @@ async def prepare(options: RunOptions) -> Prepared:
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
+        context = _load_context(options)
         generation: dict[str, Any] = {
             "temperature": options.generation.temperature,
             "max_output_tokens": options.generation.max_output_tokens,
@@ -96,6 +99,8 @@ async def prepare(options: RunOptions) -> Prepared:
         }
         if options.attach:  # only when used, so outputs written before --attach existed still match
             generation["attach"] = list(options.attach)
+        if context is not None:  # the content's hash: editing the document makes it another job
+            generation["context"] = context.sha256
         identity = jobfile.JobIdentity(
             input=_input_identity(options, scan),
             template=template.source,
@@ -114,7 +119,19 @@ async def prepare(options: RunOptions) -> Prepared:
                 os.unlink(spool)
         raise
     return Prepared(
-        spec, scan, template, schema, output_format, existing, identity, spool, prices, total, attach
+        spec, scan, template, schema, output_format, existing, identity, spool, prices, total, attach, context
+    )
+
+
+def _load_context(options: RunOptions) -> SharedContext | None:
+    if not options.has_context:
+        return None
+    # Media up to half the inline limit are held to go inline; the row's own attachments need the rest.
+    return load_context(
+        options.context_files,
+        options.context_text,
+        options.generation.system,
+        hold_below=options.inline_limit // 2,
     )
 
 
