@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gembulk.client import MEDIA_TOKENS, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.pricing import PriceTable
@@ -24,13 +26,24 @@ class Budget:
     """
 
     def __init__(
-        self, cap: float, prices: PriceTable, *, system: str | None, max_output_tokens: int | None
+        self,
+        cap: float,
+        prices: PriceTable,
+        *,
+        system: str | None,
+        max_output_tokens: int | None,
+        shared: Callable[[str], Usage] | None = None,
     ) -> None:
         self.cap = cap
         self.spent = 0.0
         self.reserved = 0.0
         self._prices = prices
         self._system_tokens = estimate_tokens(system) if system else 0
+        # --context: the shared part of each request, as billed (its cached tokens at the cached price).
+        # With it the system instruction is counted there (it is in the cache, or in the counted tokens).
+        self._shared = shared
+        if shared is not None:
+            self._system_tokens = 0
         self._max_output = max_output_tokens
         self._answers = 0
         self._output_tokens = 0
@@ -42,10 +55,15 @@ class Budget:
         return self._max_output or DEFAULT_OUTPUT_GUESS
 
     def estimate(self, model: str, prompt: str, media_parts: int = 0) -> float:
+        shared = self._shared(model) if self._shared is not None else Usage()
         guess = Usage(
-            prompt_tokens=estimate_tokens(prompt) + self._system_tokens + media_parts * MEDIA_TOKENS,
+            prompt_tokens=estimate_tokens(prompt)
+            + self._system_tokens
+            + media_parts * MEDIA_TOKENS
+            + shared.prompt_tokens,
             output_tokens=self._expected_output(),
             thoughts_tokens=0,
+            cached_tokens=shared.cached_tokens,
         )
         return self._prices.cost(model, guess) or 0.0
 

@@ -23,12 +23,16 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def cache_key(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> str:
+def cache_key(
+    model: str, request: dict[str, Any], attachments: Sequence[str] = (), context: str | None = None
+) -> str:
     """The full request decides a hit: model, contents, system instruction and generation config, and
-    each attachment's identity (a local file's content hash, a URL, a files/… name)."""
+    each attachment's identity (a local file's content hash, a URL, a files/… name), and the shared
+    context's (`context_identity`)."""
     keyed: dict[str, Any] = {"model": model.removeprefix("models/"), "request": request}
     if attachments:  # absent otherwise, so the keys of prompt-only requests stay as they were
         keyed["attachments"] = list(attachments)
+    keyed.update(context_identity(context))
     canonical = json.dumps(
         keyed,
         sort_keys=True,
@@ -36,6 +40,14 @@ def cache_key(model: str, request: dict[str, Any], attachments: Sequence[str] = 
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def context_identity(context_sha256: str | None) -> dict[str, str]:
+    """The shared context's part of a request's key: its content hash (gembulk.context.SharedContext.sha256,
+    which covers the system instruction and every --context part), never a cachedContents name: the same
+    document answers the same whether it was cached, recreated or sent inline. Empty without --context, so
+    other keys stay as they were."""
+    return {"context": context_sha256} if context_sha256 else {}
 
 
 class ResponseCache:

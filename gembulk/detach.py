@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from gembulk.context.lifecycle import context_for
 from gembulk.ending import exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.observer import RunObserver
@@ -35,13 +36,16 @@ async def detach(options: RunOptions, prepared: Prepared, observer: RunObserver)
         async with (
             client_for(options, prepared) as client,
             media_for(options, prepared, client, observer) as media,
+            context_for(options, prepared.context, {}, client, prepared.prices, stats, observer) as context,
         ):
-            made = make_executor(options, prepared, client, stats, observer, media)
+            made = make_executor(options, prepared, client, stats, observer, media, context)
             assert isinstance(made, BatchExecutor)
             executor = made
             source = request_source(prepared, options, done, stats)
             if options.cache_path is not None:
-                cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
+                context_hash = prepared.context.sha256 if prepared.context is not None else None
+                cache = ResponseCache(options.cache_path)
+                cached = CachedExecutor(executor, cache, client.settings, stats, context_hash)
                 source = cached.misses(source, recorder(output, prepared, stats, "batch"))
             task = asyncio.create_task(executor.submit(source))
             with stop.installed():

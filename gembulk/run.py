@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 
+from gembulk.context.lifecycle import context_for, requests_per_model
 from gembulk.detach import detach
 from gembulk.ending import as_batch, exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
@@ -106,12 +107,16 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     interrupted = False
     executor: Executor | None = None
     try:
+        requests = requests_per_model(options, prepared.total, done)
         async with (
             client_for(options, prepared) as client,
             media_for(options, prepared, client, observer) as media,
+            context_for(
+                options, prepared.context, requests, client, prepared.prices, stats, observer
+            ) as context,
         ):
-            executor = make_executor(options, prepared, client, stats, observer, media)
-            runner = with_cache(executor, options, client, stats)
+            executor = make_executor(options, prepared, client, stats, observer, media, context)
+            runner = with_cache(executor, options, client, stats, prepared)
             task = asyncio.create_task(runner.run(request_source(prepared, options, done, stats), emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)

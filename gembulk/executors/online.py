@@ -9,12 +9,14 @@ from dataclasses import replace
 
 from gembulk.budget import Budget
 from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
 from gembulk.media import AttachmentFailed, MediaResolver
 from gembulk.records import CallFailed, Outcome, PromptRequest
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
 from gembulk.scheduler import Scheduler
+from gembulk.settings import GenerationSettings
 from gembulk.stats import RunStats
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,10 @@ class OnlineExecutor:
         stats: RunStats,
         budget: Budget | None = None,
         media: MediaResolver | None = None,
+        context: ContextRuntime | None = None,
     ) -> None:
         self._client = client
+        self._context = context  # --context: what each request carries for the shared context
         self._scheduler = scheduler
         self._policy = policy
         self._stats = stats
@@ -155,6 +159,8 @@ class OnlineExecutor:
 
     async def _process(self, request: PromptRequest) -> Outcome:
         tokens = estimate_tokens(request.prompt) + MEDIA_TOKENS * len(request.media)
+        if self._context is not None:  # cached or not, the shared part counts toward the input quota
+            tokens += self._context.shared_tokens(request.model)
         try:
             # Most rows succeed at once: their one attempt skips the retry machinery (tens of µs a row).
             return await self._attempt(request, tokens)
@@ -186,9 +192,25 @@ class OnlineExecutor:
         return Outcome(text=None, error=failure.to_row_error(), attempts=attempts)
 
     async def _attempt(self, request: PromptRequest, tokens: int) -> Outcome:
+        context = self._context
+        if context is None:
+            return await self._send(request, tokens, None)
+        while True:
+            settings = context.settings_for(request.model)
+            try:
+                return await self._send(request, tokens, settings)
+            except CallFailed as failure:
+                # The context cache expired or was deleted: recreated once (else inline), and the row is
+                # sent again at once, not counted as a failed attempt.
+                if not await context.recover(request.model, settings, failure):
+                    raise
+
+    async def _send(
+        self, request: PromptRequest, tokens: int, settings: GenerationSettings | None
+    ) -> Outcome:
         async with self._scheduler.slot(tokens) as ticket:
             try:
-                outcome = await self._client.generate(request.model, request.prompt, request.media)
+                outcome = await self._client.generate(request.model, request.prompt, request.media, settings)
             except CallFailed as failure:
                 self._scheduler.on_failure(ticket, failure)
                 raise

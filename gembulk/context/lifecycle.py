@@ -1,0 +1,86 @@
+"""The shared context's part in a run: ready before the first request, its caches gone when the run ends.
+
+Online: the tokens are counted, the choice made and announced per model, the caches found or created and
+kept alive; at the end (Ctrl-C included) they are deleted and their storage priced. A batch submission
+creates its caches itself (gembulk/executors/batch_submit.py) and leaves them for its jobs: `batch
+fetch` deletes them once OUT holds every row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from gembulk.client import GeminiClient
+from gembulk.context.material import SharedContext
+from gembulk.context.runtime import ContextRuntime
+from gembulk.observer import RunObserver
+from gembulk.pricing import PriceTable
+from gembulk.settings import GenerationSettings, RunOptions
+from gembulk.stats import RunStats
+
+
+def requests_per_model(options: RunOptions, total: int, done: frozenset[tuple[str, str]]) -> dict[str, int]:
+    """Requests each model has still to send: its share of the rows less those a resumed output holds."""
+    models = options.models
+    per_model = total // max(1, len(models))
+    finished = Counter(model for _, model in done)
+    return {model: max(0, per_model - finished[model]) for model in models}
+
+
+def new_runtime(
+    options: RunOptions,
+    context: SharedContext,
+    client: GeminiClient,
+    settings: GenerationSettings,
+    prices: PriceTable,
+    observer: RunObserver,
+) -> ContextRuntime:
+    return ContextRuntime(
+        client,
+        context,
+        settings,
+        policy=options.retry,
+        prices=prices,
+        report=observer.message,
+        batch=options.batch is not None,
+        inline_limit=options.inline_limit,
+    )
+
+
+@contextlib.asynccontextmanager
+async def context_for(
+    options: RunOptions,
+    context: SharedContext | None,
+    requests: dict[str, int],
+    client: GeminiClient,
+    prices: PriceTable,
+    stats: RunStats,
+    observer: RunObserver,
+) -> AsyncIterator[ContextRuntime | None]:
+    """The run's shared context at work (None without --context); cleaned up however the run ends."""
+    if context is None:
+        yield None
+        return
+    runtime = new_runtime(options, context, client, client.settings, prices, observer)
+    if options.batch is not None:  # the submission (or the state file) decides what its jobs use
+        try:
+            yield runtime
+        finally:
+            await runtime.close(stats, delete_batch=not runtime.kept_for_jobs)
+        return
+    keeping: asyncio.Task[None] | None = None
+    try:
+        await runtime.count(list(requests))
+        runtime.plan(options.context_cache, requests, rpm=options.limits.rpm)
+        await runtime.open()
+        keeping = asyncio.create_task(runtime.keep_alive())
+        yield runtime
+    finally:
+        if keeping is not None:
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
+        await runtime.close(stats)

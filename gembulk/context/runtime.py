@@ -1,0 +1,255 @@
+"""A run's shared context at work: its parts (large media uploaded), its tokens and the decision per model,
+the caches, the settings each request goes out with, and what the caches cost and saved at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gembulk.client import GeminiClient
+from gembulk.context.caches import ContextCaches, ModelCache, cached_settings, inline_settings, is_cache_gone
+from gembulk.context.decision import CacheDecision, decide, expected_hours, minimum_tokens
+from gembulk.context.material import SharedContext
+from gembulk.errors import FatalAPIError
+from gembulk.pricing import PriceTable
+from gembulk.records import CallFailed, SharedPart, Usage
+from gembulk.retry import RetryPolicy, call_with_retries
+from gembulk.settings import ContextCache, GenerationSettings
+from gembulk.stats import RunStats
+
+
+class ContextRuntime:
+    """Per model: the shared context's tokens, whether it is cached, and the settings variant its requests
+    carry (the cache's name, or the shared parts first). Requests ask `settings_for(model)` each time: a
+    cache recreated mid-run changes it."""
+
+    def __init__(
+        self,
+        client: GeminiClient,
+        context: SharedContext,
+        base: GenerationSettings,
+        *,
+        policy: RetryPolicy,
+        prices: PriceTable,
+        report: Callable[[str], None],
+        batch: bool,
+        inline_limit: int,
+    ) -> None:
+        self.context = context
+        self._client = client
+        self._base = base
+        self._policy = policy
+        self._prices = prices
+        self._report = report
+        self._batch = batch
+        self._inline_limit = 0 if batch else inline_limit  # batch lines reference files, as attachments do
+        self.caches = ContextCaches(client, context, policy, report=report)
+        self.decisions: dict[str, CacheDecision] = {}
+        self.uploads: list[
+            str
+        ] = []  # "files/…" this run uploaded that no batch state records: deleted at the end
+        self.kept_for_jobs = False  # batch jobs reference the caches: they outlive the run
+        self._parts: tuple[SharedPart, ...] | None = None
+        self._parts_lock = asyncio.Lock()
+        self._settings: dict[str, GenerationSettings] = {}
+        self._tokens: dict[str, int] = {}
+
+    # -- parts and tokens -----------------------------------------------------------------------------
+
+    async def parts(self) -> tuple[SharedPart, ...]:
+        """The shared parts, built once: text and small media inline, larger media uploaded."""
+        async with self._parts_lock:
+            if self._parts is None:
+                self._parts = tuple([await self._part(i) for i in range(len(self.context.items))])
+            return self._parts
+
+    async def _part(self, index: int) -> SharedPart:
+        item = self.context.items[index]
+        if item.is_text or (item.data is not None and item.size <= self._inline_limit // 2):
+            return await asyncio.to_thread(item.inline_part)
+        assert item.path is not None and item.mime_type is not None
+        path, mime, name = item.path, item.mime_type, os.path.basename(item.path)
+        try:
+            uploaded = await call_with_retries(
+                self._policy, lambda: self._client.upload_media(path, mime, name)
+            )
+        except CallFailed as failure:
+            raise FatalAPIError(f"--context {item.source}: upload failed: {failure}") from failure
+        self.uploads.append(uploaded.file_name)
+        return SharedPart(media=uploaded.part)
+
+    async def count(self, models: Sequence[str]) -> dict[str, int]:
+        """countTokens of the shared part on each model (the system instruction counted apart: the API
+        cannot count it with an API key), before anything is generated."""
+        parts = await self.parts()
+        system = self.context.system
+
+        async def one(model: str) -> int:
+            tokens = await self._call(lambda: self._client.count_shared_tokens(model, parts))
+            if system:
+                tokens += await self._call(lambda: self._client.count_tokens(model, system))
+            return tokens
+
+        counted = await asyncio.gather(*(one(model) for model in models))
+        self._tokens.update(zip(models, counted, strict=True))
+        return dict(self._tokens)
+
+    async def _call(self, call: Callable[[], Any]) -> Any:
+        try:
+            return await call_with_retries(self._policy, call)
+        except CallFailed as failure:
+            raise FatalAPIError(
+                f"countTokens of the shared context failed: {failure.code} {failure.status}: "
+                f"{failure.message}"
+            ) from failure
+
+    # -- the decision and the caches ------------------------------------------------------------------
+
+    def plan(
+        self, mode: ContextCache, requests: Mapping[str, int], rpm: float | None = None
+    ) -> list[CacheDecision]:
+        """Decide per model from the counted tokens (call `count` first)."""
+        factor = self._prices.batch_discount if self._batch else 1.0
+        for model, count in requests.items():
+            hours = expected_hours(count, batch=self._batch, rpm=rpm)
+            price = self._prices.price_for(model)
+            tokens = self._tokens[model]
+            self.decisions[model] = decide(
+                mode, model, tokens, count, price, hours=hours, batch_factor=factor
+            )
+        return list(self.decisions.values())
+
+    async def open(self) -> None:
+        """Online: every model's cache found or created now (or inline), each announced once."""
+        parts = await self.parts()
+        for model, decision in self.decisions.items():
+            cache = await self.caches.open(decision, parts, batch=False) if decision.cache else None
+            self._route(model, cache, parts)
+            self._report(self.announce(decision, cache))
+
+    async def open_for_batch(self, kept: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A fresh batch submission: the caches its lines name (those a killed submission made, when
+        alive), created with a TTL that outlives the job. Returns them for the state file."""
+        parts = await self.parts()
+        for model, decision in self.decisions.items():
+            cache = None
+            if decision.cache:
+                earlier = kept.get(model)
+                cache = await self._readopt(model, earlier) if earlier else None
+                cache = cache or await self.caches.open(decision, parts, batch=True)
+            self._route(model, cache, parts)
+            self._report(self.announce(decision, cache))
+        return self.state_entries()
+
+    async def _readopt(self, model: str, entry: Mapping[str, Any]) -> ModelCache | None:
+        cache = self.adopt_one(model, entry)
+        return cache if await self.caches.extend_for_batch(model) else None
+
+    def adopt(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        """`batch wait|fetch`, or an adopted submission: the caches its state file names. Requests of the
+        online fallback name them too (a cache gone by then is recreated once, as online)."""
+        for model, entry in entries.items():
+            self.adopt_one(model, entry)
+            self._settings[model] = cached_settings(self._base, str(entry["name"]))
+
+    def adopt_one(self, model: str, entry: Mapping[str, Any]) -> ModelCache:
+        self._tokens[model] = int(entry.get("tokens") or 0)
+        return self.caches.adopt(
+            model, str(entry["name"]), self._tokens[model], float(entry.get("since") or 0)
+        )
+
+    def state_entries(self) -> dict[str, dict[str, Any]]:
+        return {
+            model: {"name": cache.name, "tokens": cache.tokens, "since": cache.since}
+            for model, cache in self.caches.caches.items()
+        }
+
+    def _route(self, model: str, cache: ModelCache | None, parts: tuple[SharedPart, ...]) -> None:
+        if cache is None:
+            self._settings[model] = inline_settings(self._base, parts)
+        else:
+            self._settings[model] = cached_settings(self._base, cache.name)
+            self._tokens[model] = cache.tokens or self._tokens.get(model, 0)
+
+    def announce(self, decision: CacheDecision, cache: ModelCache | None) -> str:
+        """The start line of one model: cached or inline, and why (with the arithmetic, when it applies)."""
+        how = f"cached as {cache.name}" if cache is not None else "sent inline, first in every request"
+        why = decision.reason
+        if decision.costs() and decision.tokens >= minimum_tokens(decision.model):
+            why += f"; {decision.costs()}"
+        tokens = self._tokens.get(decision.model, decision.tokens)
+        what = f"shared context ({self.context.describe()}, {tokens:,} tokens)"
+        return f"{what} on {decision.model}: {how} ({why})"
+
+    # -- what requests carry --------------------------------------------------------------------------
+
+    def settings_for(self, model: str) -> GenerationSettings:
+        found = self._settings.get(model)
+        if found is None:
+            # A model no decision was made for (a fallback of a run rebuilt from an older state): inline.
+            assert self._parts is not None, "await parts() before the first request"
+            found = self._settings[model] = inline_settings(self._base, self._parts)
+        return found
+
+    def shared_tokens(self, model: str) -> int:
+        return self._tokens.get(model, self.context.local_tokens())
+
+    def shared_usage(self, model: str) -> Usage:
+        """The shared part of one request, as billed: cached tokens when the model's cache is in use."""
+        tokens = self.shared_tokens(model)
+        cached = tokens if self.settings_for(model).cached_content else 0
+        return Usage(prompt_tokens=tokens, cached_tokens=cached)
+
+    async def recover(self, model: str, used: GenerationSettings, failure: CallFailed) -> bool:
+        """A request failed: when it named a cache that is gone, recreate it once (or go inline) and say
+        the request may be sent again. False: the failure is the request's own."""
+        lost = used.cached_content
+        if lost is None or not is_cache_gone(failure):
+            return False
+        async with self.caches.lock(model):
+            current = self._settings.get(model)
+            if current is not None and current.cached_content != lost:
+                return True  # recreated (or inline) by another request meanwhile
+            decision = self.decisions.get(model) or CacheDecision(model, True, "adopted", 0, 0, 0.0)
+            parts = await self.parts()
+            cache = await self.caches.replace_lost(decision, lost, parts)
+            self._route(model, cache, parts)
+        return True
+
+    async def keep_alive(self) -> None:
+        await self.caches.keep_alive()
+
+    # -- the end ---------------------------------------------------------------------------------------
+
+    def take_uploads(self) -> list[str]:
+        """The uploads, now recorded in a batch state file (whose fetch deletes them), no longer ours."""
+        taken, self.uploads = self.uploads, []
+        return taken
+
+    async def close(self, stats: RunStats | None, *, delete_batch: bool = False) -> None:
+        """Delete the caches (a batch's only with `delete_batch`) and the uploads no batch state records,
+        and add the caches' storage to the run's cost."""
+        await self.caches.close(delete_batch=delete_batch)
+        if self.uploads:
+            for name in self.uploads:
+                try:
+                    await self._client.delete_file(name)
+                except CallFailed as failure:
+                    self._report(
+                        f"could not delete the uploaded context file {name} (it expires after 48 h): "
+                        f"{failure}"
+                    )
+            self.uploads = []
+        if stats is not None:
+            self.add_storage(stats)
+
+    def add_storage(self, stats: RunStats) -> None:
+        for model, tokens, hours in self.caches.storage_hours():
+            price = self._prices.price_for(model)
+            if price is not None:
+                cost = price.storage_cost(tokens, hours)
+                stats.cache_storage_usd += cost
+                stats.cost_usd += cost
+        self.caches.ended.clear()
