@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gembulk.context.lifecycle import context_for
+from gembulk.context.lifecycle import context_for, requests_per_model
 from gembulk.ending import exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.observer import RunObserver
@@ -36,7 +36,15 @@ async def detach(options: RunOptions, prepared: Prepared, observer: RunObserver)
         async with (
             client_for(options, prepared) as client,
             media_for(options, prepared, client, observer) as media,
-            context_for(options, prepared.context, {}, client, prepared.prices, stats, observer) as context,
+            context_for(
+                options,
+                prepared.context,
+                requests_per_model(options, prepared.total, done),
+                client,
+                prepared.prices,
+                stats,
+                observer,
+            ) as context,
         ):
             made = make_executor(options, prepared, client, stats, observer, media, context)
             assert isinstance(made, BatchExecutor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gembulk.batch import state as batch_state
 from gembulk.batch.jobs import BatchService
@@ -14,9 +15,10 @@ from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
 from gembulk.outputs import detect_output_format, load_existing
 from gembulk.prepare import Prepared
+from gembulk.records import CallFailed
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
-from gembulk.settings import BatchMode, CollectOptions, RunOptions
+from gembulk.settings import BatchMode, CollectOptions, ContextCache, RunOptions
 from gembulk.stats import RunResult, RunStats
 
 
@@ -59,8 +61,19 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         cache_path=os.path.abspath(options.cache_path) if options.cache_path else None,
         fallback_online=options.batch.fallback_online,
         keep_files=options.batch.keep_files,
+        context=_context_of(options),
         submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+
+
+def _context_of(options: RunOptions) -> dict[str, Any]:
+    if not options.has_context:
+        return {}
+    return {
+        "files": [os.path.abspath(name) for name in options.context_files],
+        "text": options.context_text,
+        "cache": str(options.context_cache),
+    }
 
 
 def same_submission(state: BatchState, prepared: Prepared) -> list[str]:
@@ -145,6 +158,9 @@ def options_from_state(
         allow_private_urls=state.allow_private_urls,
         max_download=state.max_download,
         cache_path=state.cache_path,
+        context_files=tuple(state.context.get("files") or ()),
+        context_text=state.context.get("text"),
+        context_cache=ContextCache(state.context.get("cache") or ContextCache.AUTO),
         downloads=int(online.get("downloads") or online["concurrency"]),
         api_key=how.api_key,
         base_url=how.base_url,
@@ -199,7 +215,25 @@ async def delete_leftover_files(
             if status.results_file:
                 files.append(status.results_file)
         problems = [problem for name in files if (problem := await service.delete_file(name))]
+        problems += await delete_context_caches(client, state)
     for problem in problems:
         observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
     if not problems:
-        batch_state.save(state_file, replace(state, files_deleted=True))
+        context = {**state.context, "caches_deleted": True} if state.context.get("caches") else state.context
+        batch_state.save(state_file, replace(state, files_deleted=True, context=context))
+
+
+async def delete_context_caches(client: GeminiClient, state: BatchState) -> list[str]:
+    """Delete the context caches a fetched batch's lines named (one already gone is fine)."""
+    from gembulk.context.caches import is_cache_gone
+
+    if state.context.get("caches_deleted"):
+        return []
+    problems = []
+    for entry in (state.context.get("caches") or {}).values():
+        try:
+            await client.delete_cache(str(entry["name"]))
+        except CallFailed as failure:
+            if not is_cache_gone(failure):
+                problems.append(f"context cache {entry['name']}: {failure}")
+    return problems

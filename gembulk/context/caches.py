@@ -4,7 +4,7 @@ the run lasts, recreated once when one disappears, deleted when the run ends (a 
 A run finds a cache a killed run left for the same content and model by its display name (`gembulk
 <content hash> <model>`) and reuses it, refreshing its TTL: the service is the state, which also works
 for `-o -`. A batch's caches are named `gembulk-batch …` and are never reused by another run: their
-names are in the batch state file, and `batch fetch` deletes them.
+names are in the batch state file, they live as long as the jobs may run, and `batch fetch` deletes them.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ class ContextCaches:
             found = await self._find(name, model)
             if found is not None:
                 return found
-        ttl = BATCH_TTL if batch else ONLINE_TTL
+        # A batch's cache starts with the online TTL too (kept alive while the jobs are built and uploaded)
+        # and gets the job's TTL once the state file names it: a submission killed before that leaves a
+        # cache that expires soon.
+        ttl = ONLINE_TTL
         try:
             entry = await call_with_retries(
                 self._policy,
@@ -180,18 +183,13 @@ class ContextCaches:
         self.caches[model] = cache
         return cache
 
-    async def extend_for_batch(self, model: str) -> bool:
-        """A batch cache a killed submission made: alive, its TTL pushed to a new job's; False when gone."""
-        cache = self.caches[model]
-        try:
+    async def commit_for_batch(self) -> None:
+        """The caches are now named in a batch state file with jobs: their TTL becomes the job's."""
+        for cache in self.caches.values():
             entry = await call_with_retries(
-                self._policy, lambda: self._client.set_cache_ttl(cache.name, BATCH_TTL)
+                self._policy, lambda n=cache.name: self._client.set_cache_ttl(n, BATCH_TTL)
             )
-        except CallFailed:
-            del self.caches[model]
-            return False
-        cache.expires = entry.expires
-        return True
+            cache.expires, cache.kept_for_batch = entry.expires, True
 
     async def close(self, *, delete_batch: bool) -> None:
         """Delete the run's caches; a batch's stay for its jobs unless `delete_batch` (after the fetch)."""

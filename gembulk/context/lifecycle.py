@@ -8,7 +8,6 @@ fetch` deletes them once OUT holds every row.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from gembulk.context.material import SharedContext
 from gembulk.context.runtime import ContextRuntime
 from gembulk.observer import RunObserver
 from gembulk.pricing import PriceTable
-from gembulk.settings import GenerationSettings, RunOptions
+from gembulk.settings import RunOptions
 from gembulk.stats import RunStats
 
 
@@ -34,16 +33,17 @@ def new_runtime(
     options: RunOptions,
     context: SharedContext,
     client: GeminiClient,
-    settings: GenerationSettings,
     prices: PriceTable,
+    stats: RunStats,
     observer: RunObserver,
 ) -> ContextRuntime:
     return ContextRuntime(
         client,
         context,
-        settings,
+        client.settings,
         policy=options.retry,
         prices=prices,
+        stats=stats,
         report=observer.message,
         batch=options.batch is not None,
         inline_limit=options.inline_limit,
@@ -64,23 +64,15 @@ async def context_for(
     if context is None:
         yield None
         return
-    runtime = new_runtime(options, context, client, client.settings, prices, observer)
-    if options.batch is not None:  # the submission (or the state file) decides what its jobs use
-        try:
-            yield runtime
-        finally:
-            await runtime.close(stats, delete_batch=not runtime.kept_for_jobs)
-        return
-    keeping: asyncio.Task[None] | None = None
+    runtime = new_runtime(options, context, client, prices, stats, observer)
+    runtime.requests, runtime.mode = requests, options.context_cache
     try:
-        await runtime.count(list(requests))
-        runtime.plan(options.context_cache, requests, rpm=options.limits.rpm)
-        await runtime.open()
-        keeping = asyncio.create_task(runtime.keep_alive())
+        if options.batch is None:
+            await runtime.count(list(requests))
+            runtime.plan(options.context_cache, requests, rpm=options.limits.rpm)
+            await runtime.open()
+            runtime.start_keeping()
+        # A batch submission opens its caches itself (or adopts those its state file names).
         yield runtime
     finally:
-        if keeping is not None:
-            keeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeping
-        await runtime.close(stats)
+        await runtime.close(delete_batch=not runtime.kept_for_jobs)

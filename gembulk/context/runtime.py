@@ -4,6 +4,7 @@ the caches, the settings each request goes out with, and what the caches cost an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ class ContextRuntime:
         *,
         policy: RetryPolicy,
         prices: PriceTable,
+        stats: RunStats,
         report: Callable[[str], None],
         batch: bool,
         inline_limit: int,
@@ -42,6 +44,7 @@ class ContextRuntime:
         self._base = base
         self._policy = policy
         self._prices = prices
+        self._stats = stats
         self._report = report
         self._batch = batch
         self._inline_limit = 0 if batch else inline_limit  # batch lines reference files, as attachments do
@@ -55,6 +58,9 @@ class ContextRuntime:
         self._parts_lock = asyncio.Lock()
         self._settings: dict[str, GenerationSettings] = {}
         self._tokens: dict[str, int] = {}
+        self._keeping: asyncio.Task[None] | None = None
+        self.requests: dict[str, int] = {}  # requests per model still to send (set before the plan)
+        self.mode = ContextCache.AUTO
 
     # -- parts and tokens -----------------------------------------------------------------------------
 
@@ -121,31 +127,40 @@ class ContextRuntime:
             )
         return list(self.decisions.values())
 
-    async def open(self) -> None:
-        """Online: every model's cache found or created now (or inline), each announced once."""
+    async def open(self, *, batch: bool = False) -> None:
+        """Every model's cache found or created now (or inline), each announced once."""
         parts = await self.parts()
         for model, decision in self.decisions.items():
-            cache = await self.caches.open(decision, parts, batch=False) if decision.cache else None
+            cache = await self.caches.open(decision, parts, batch=batch) if decision.cache else None
             self._route(model, cache, parts)
             self._report(self.announce(decision, cache))
 
-    async def open_for_batch(self, kept: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-        """A fresh batch submission: the caches its lines name (those a killed submission made, when
-        alive), created with a TTL that outlives the job. Returns them for the state file."""
-        parts = await self.parts()
-        for model, decision in self.decisions.items():
-            cache = None
-            if decision.cache:
-                earlier = kept.get(model)
-                cache = await self._readopt(model, earlier) if earlier else None
-                cache = cache or await self.caches.open(decision, parts, batch=True)
-            self._route(model, cache, parts)
-            self._report(self.announce(decision, cache))
+    async def open_for_batch(self) -> None:
+        """A fresh batch submission: the caches its lines name, created now and kept alive until the
+        state file names them (`commit_for_jobs`)."""
+        await self.count(list(self.requests))
+        self.plan(self.mode, self.requests)
+        await self.open(batch=True)
+        self.start_keeping()
+
+    def start_keeping(self) -> None:
+        """Keep the online caches alive (their TTL pushed forward) until the run closes them."""
+        self._keeping = asyncio.create_task(self.caches.keep_alive())
+
+    async def commit_for_jobs(self) -> dict[str, dict[str, Any]]:
+        """The state file is about to name the caches (and the uploads): from now on they outlive the run
+        for the jobs, until `batch fetch` deletes them. Returns their entries for the state file."""
+        await self._stop_keeping()
+        await self.caches.commit_for_batch()
+        self.kept_for_jobs = True
         return self.state_entries()
 
-    async def _readopt(self, model: str, entry: Mapping[str, Any]) -> ModelCache | None:
-        cache = self.adopt_one(model, entry)
-        return cache if await self.caches.extend_for_batch(model) else None
+    async def _stop_keeping(self) -> None:
+        if self._keeping is not None:
+            self._keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeping
+            self._keeping = None
 
     def adopt(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
         """`batch wait|fetch`, or an adopted submission: the caches its state file names. Requests of the
@@ -186,12 +201,7 @@ class ContextRuntime:
     # -- what requests carry --------------------------------------------------------------------------
 
     def settings_for(self, model: str) -> GenerationSettings:
-        found = self._settings.get(model)
-        if found is None:
-            # A model no decision was made for (a fallback of a run rebuilt from an older state): inline.
-            assert self._parts is not None, "await parts() before the first request"
-            found = self._settings[model] = inline_settings(self._base, self._parts)
-        return found
+        return self._settings[model]  # set by open(), adopt() or ready() before any request
 
     def shared_tokens(self, model: str) -> int:
         return self._tokens.get(model, self.context.local_tokens())
@@ -218,9 +228,6 @@ class ContextRuntime:
             self._route(model, cache, parts)
         return True
 
-    async def keep_alive(self) -> None:
-        await self.caches.keep_alive()
-
     # -- the end ---------------------------------------------------------------------------------------
 
     def take_uploads(self) -> list[str]:
@@ -228,9 +235,10 @@ class ContextRuntime:
         taken, self.uploads = self.uploads, []
         return taken
 
-    async def close(self, stats: RunStats | None, *, delete_batch: bool = False) -> None:
+    async def close(self, *, delete_batch: bool = False) -> None:
         """Delete the caches (a batch's only with `delete_batch`) and the uploads no batch state records,
         and add the caches' storage to the run's cost."""
+        await self._stop_keeping()
         await self.caches.close(delete_batch=delete_batch)
         if self.uploads:
             for name in self.uploads:
@@ -242,14 +250,13 @@ class ContextRuntime:
                         f"{failure}"
                     )
             self.uploads = []
-        if stats is not None:
-            self.add_storage(stats)
+        self._add_storage()
 
-    def add_storage(self, stats: RunStats) -> None:
+    def _add_storage(self) -> None:
         for model, tokens, hours in self.caches.storage_hours():
             price = self._prices.price_for(model)
             if price is not None:
                 cost = price.storage_cost(tokens, hours)
-                stats.cache_storage_usd += cost
-                stats.cost_usd += cost
+                self._stats.cache_storage_usd += cost
+                self._stats.cost_usd += cost
         self.caches.ended.clear()
