@@ -53,6 +53,7 @@ class Output:
                 self._prepared.scan.columns,
                 with_parsed=self._prepared.schema is not None,
                 append=self._append,
+                with_cached=self._prepared.context is not None,
             )
 
     async def write(self, record: dict[str, Any]) -> None:

@@ -178,6 +178,22 @@ async def test_csv_round_trip(tmp_path: Path, record: dict[str, Any]) -> None:
         assert back[key] == record[key], key
 
 
+async def test_csv_of_a_context_run_carries_cached_tokens_and_reads_them_back(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    record = {**ok("1", lang="en", n="4"), "usage": {**USAGE, "cached_tokens": 9}}
+    writer = await open_writer(
+        str(path), "csv", ["lang", "n"], with_parsed=False, append=False, with_cached=True
+    )
+    await writer.write(record)
+    await writer.aclose()
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header == [*CSV_BASE_COLUMNS, "cached_tokens", "lang", "n"]
+    [row] = read_csv(path)
+    back = csv_row_to_record(row)
+    assert back["usage"] == {**USAGE, "cached_tokens": 9} and "cached_tokens" not in back
+    assert (back["lang"], back["n"]) == ("en", "4")
+
+
 # --------------------------------------------------------------------------------------------------
 # Writing
 

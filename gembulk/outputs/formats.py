@@ -25,6 +25,8 @@ CSV_BASE_COLUMNS: tuple[str, ...] = (
     "model",
 )
 USAGE_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "total_tokens")
+# With --context: usage.cached_tokens, a column after the base ones (outputs without it keep their layout).
+CACHED_COLUMN = "cached_tokens"
 ERROR_COLUMNS = ("error_code", "error_status", "error_message")
 # RFC 4180 line ending. With "\n" the csv module leaves a field holding a bare "\r" unquoted, and such
 # a file no longer parses; with "\r\n" both characters force quoting.
@@ -45,11 +47,15 @@ def detect_output_format(path: str, explicit: str | None) -> str:
 # CSV layout.
 
 
-def csv_columns(input_columns: Sequence[str], with_parsed: bool) -> tuple[str, ...]:
+def csv_columns(
+    input_columns: Sequence[str], with_parsed: bool, with_cached: bool = False
+) -> tuple[str, ...]:
     """Header of a CSV output: result columns, then the input columns carried along."""
     columns = list(CSV_BASE_COLUMNS)
     if with_parsed:
         columns.append("parsed")
+    if with_cached:
+        columns.append(CACHED_COLUMN)
     listed = set(columns)
     columns.extend(c for c in dict.fromkeys(input_columns) if c not in listed)
     return tuple(columns)
@@ -78,7 +84,7 @@ def _flat_result(record: Mapping[str, Any]) -> dict[str, Any]:
         # parsed is always JSON in CSV, so a parsed string "12" cannot come back as the number 12.
         "parsed": None if record.get("parsed") is None else _json(record["parsed"]),
     }
-    for column in USAGE_COLUMNS:
+    for column in (*USAGE_COLUMNS, CACHED_COLUMN):
         flat[column] = usage.get(column)
     if error is None:
         flat.update(error_code=None, error_status=None, error_message=None)
@@ -128,6 +134,8 @@ def csv_row_to_record(row: Mapping[str, str]) -> dict[str, Any]:
     usage = None
     if any(row.get(c) for c in USAGE_COLUMNS):
         usage = {c: _int_or_none(row.get(c, "")) or 0 for c in USAGE_COLUMNS}
+        if CACHED_COLUMN in row:  # a --context run's output
+            usage[CACHED_COLUMN] = _int_or_none(row[CACHED_COLUMN]) or 0
     response = row.get("response", "")
     record: dict[str, Any] = {
         "id": row["id"],
@@ -140,7 +148,7 @@ def csv_row_to_record(row: Mapping[str, str]) -> dict[str, Any]:
     if "parsed" in row:
         record["parsed"] = _parsed_from_cell(row["parsed"])
     for column, cell in row.items():
-        if column not in record and column not in CSV_BASE_COLUMNS:
+        if column not in record and column not in CSV_BASE_COLUMNS and (usage is None or column not in usage):
             record[column] = cell
     return record
 
@@ -186,10 +194,12 @@ class CsvEncoder:
         return buffer.getvalue().encode("utf-8", errors="replace")
 
 
-def encoder_for(fmt: str, input_columns: Sequence[str], with_parsed: bool) -> Encoder:
+def encoder_for(
+    fmt: str, input_columns: Sequence[str], with_parsed: bool, with_cached: bool = False
+) -> Encoder:
     """The encoder of an output format; a new output format plugs in here and in OUTPUT_FORMATS."""
     if fmt == "csv":
-        return CsvEncoder(csv_columns(input_columns, with_parsed))
+        return CsvEncoder(csv_columns(input_columns, with_parsed, with_cached))
     if fmt == "jsonl":
         return JsonlEncoder()
     raise UsageError(f"unknown output format '{fmt}' (accepted: {', '.join(OUTPUT_FORMATS)})")

@@ -125,10 +125,16 @@ async def _check_csv_header(path: str, columns: tuple[str, ...]) -> None:
 
 
 async def open_writer(
-    path: str, fmt: str, input_columns: Sequence[str], with_parsed: bool, append: bool
+    path: str,
+    fmt: str,
+    input_columns: Sequence[str],
+    with_parsed: bool,
+    append: bool,
+    with_cached: bool = False,
 ) -> ResultWriter:
-    """Open an output ("-" is stdout). append keeps existing records and never repeats a CSV header."""
-    encoder = encoder_for(fmt, input_columns, with_parsed)
+    """Open an output ("-" is stdout). append keeps existing records and never repeats a CSV header.
+    `with_cached` adds CSV's cached_tokens column (runs with --context)."""
+    encoder = encoder_for(fmt, input_columns, with_parsed, with_cached)
     header = [encoder.header] if encoder.header is not None else []
     if path == "-":
         sys.stdout.flush()  # anything printed as text must come out before our bytes
