@@ -52,6 +52,11 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
             share = TokenEstimate(round(estimate.input_tokens * rows / to_send), estimate.how)
             prefix = f"{model}: " if len(per_model) > 1 else ""
             observer.message(prefix + cost_estimate(options, model, prepared.prices, share, rows))
+    if prepared.context is not None:  # its tokens and cost come on top of the rows' own
+        from gembulk.context.preview import preview
+
+        for line in await preview(options, prepared.context, per_model, prepared.prices):
+            observer.message(line)
 
 
 @dataclass(frozen=True)
