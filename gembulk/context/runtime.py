@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ class ContextRuntime:
         report: Callable[[str], None],
         batch: bool,
         inline_limit: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.context = context
         self._client = client
@@ -48,7 +50,7 @@ class ContextRuntime:
         self._report = report
         self._batch = batch
         self._inline_limit = 0 if batch else inline_limit  # batch lines reference files, as attachments do
-        self.caches = ContextCaches(client, context, policy, report=report)
+        self.caches = ContextCaches(client, context, policy, report=report, clock=clock)
         self.decisions: dict[str, CacheDecision] = {}
         self.uploads: list[
             str
