@@ -67,7 +67,7 @@ async def context_for(
     runtime = new_runtime(options, context, client, prices, stats, observer)
     runtime.requests, runtime.mode = requests, options.context_cache
     try:
-        if options.batch is None:
+        if options.batch is None and any(requests.values()):
             await runtime.count(list(requests))
             runtime.plan(options.context_cache, requests, rpm=options.limits.rpm)
             await runtime.open()

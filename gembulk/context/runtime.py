@@ -140,6 +140,8 @@ class ContextRuntime:
     async def open_for_batch(self) -> None:
         """A fresh batch submission: the caches its lines name, created now and kept alive until the
         state file names them (`commit_for_jobs`)."""
+        if not any(self.requests.values()):
+            return  # every row is done: no line will be built
         await self.count(list(self.requests))
         self.plan(self.mode, self.requests)
         await self.open(batch=True)
