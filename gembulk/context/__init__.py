@@ -3,7 +3,9 @@
 material   the --context files and --context-text, read and checked before anything is sent
 decision   whether a cachedContents entry pays, per model: its minimum size and the price arithmetic
 caches     the cachedContents lifecycle: found or created, kept alive, recreated once, deleted
-routes     what each request carries: the cache's name, or the shared parts first (inline)
+runtime    per model: the tokens, the choice, and the settings each request carries (cache or parts)
+lifecycle  its part in a run: ready before the first request, cleaned up however the run ends
+preview    --dry-run: the tokens, the choice and the cost with and without caching
 """
 
 from gembulk.context.material import ContextItem, SharedContext, load_context
