@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gembulk.client import MEDIA_TOKENS, estimate_tokens
 from gembulk.errors import FatalAPIError
 from gembulk.pricing import PriceTable
 from gembulk.records import Usage
+from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
 # Until answers come back, assume this many output tokens (thinking included) per request.
 DEFAULT_OUTPUT_GUESS = 1024

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.client import GeminiClient
 from gembulk.errors import FatalAPIError
 from gembulk.observer import RunObserver
 from gembulk.prepare import Prepared, pending_requests
 from gembulk.pricing import PriceTable
 from gembulk.records import CallFailed, Usage
 from gembulk.settings import RunOptions
+from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
 DRY_RUN_SAMPLES = 3  # prompts shown
 TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there are no more)

@@ -121,10 +121,18 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class QuotaViolation:
-    """One entry of a 429's google.rpc.QuotaFailure: which quota, and its limit when the server says."""
+    """One entry of a 429's google.rpc.QuotaFailure: which quota, and its limit when the server says.
+
+    Real ids and metrics: quotaId
+    `GenerateRequestsPerMinutePerProjectPerModel[-FreeTier]`, `GenerateRequestsPerDayPerProjectPerModel`,
+    `GenerateContentInputTokensPerModelPerMinute[-FreeTier]`; quotaMetric
+    `generativelanguage.googleapis.com/generate_content_{free,paid}_tier_{requests,input_token_count}`.
+    The period is only in the id; what is counted is in both, and the metric is read first.
+    """
 
     quota_id: str
     limit: int | None = None
+    metric: str = ""
 
     @property
     def per_day(self) -> bool:
@@ -136,6 +144,10 @@ class QuotaViolation:
 
     @property
     def tokens(self) -> bool:
+        """An input-token quota (TPM); otherwise a request quota."""
+        metric = self.metric.rsplit("/", 1)[-1]
+        if metric:
+            return "token" in metric
         return "Token" in self.quota_id
 
 

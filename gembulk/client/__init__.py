@@ -6,7 +6,6 @@ request      a row's request in the SDK's types, and in proto-JSON for batch lin
 outcomes     an answer classified: text, or a row failure that names its reason
 failures     SDK and transport exceptions turned into CallFailed
 transport    the aiohttp session the SDK sends through
-tokens       the cheap token estimate used for pacing and budgets
 sdk_patches  the speed patches that lean on the SDK's private internals, fenced and installed here
 """
 
@@ -14,13 +13,11 @@ from gembulk.client import sdk_patches
 from gembulk.client.failures import call_failed_from_api_error, parse_duration, scrub
 from gembulk.client.outcomes import OK_FINISH_REASONS, outcome_from_json, outcome_from_response
 from gembulk.client.seam import BATCH_INPUT_MIME_TYPE, CacheEntry, GeminiClient, UploadedMedia
-from gembulk.client.tokens import MEDIA_TOKENS, estimate_tokens
 from gembulk.client.transport import environment_routes_requests
 from gembulk.settings import GenerationSettings  # its home is settings; importable here too
 
 __all__ = [
     "BATCH_INPUT_MIME_TYPE",
-    "MEDIA_TOKENS",
     "OK_FINISH_REASONS",
     "CacheEntry",
     "GeminiClient",
@@ -28,7 +25,6 @@ __all__ = [
     "UploadedMedia",
     "call_failed_from_api_error",
     "environment_routes_requests",
-    "estimate_tokens",
     "outcome_from_json",
     "outcome_from_response",
     "parse_duration",

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from gembulk.budget import Budget
-from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.client import GeminiClient
 from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
@@ -18,6 +18,7 @@ from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, clas
 from gembulk.scheduler import Scheduler
 from gembulk.settings import GenerationSettings
 from gembulk.stats import RunStats
+from gembulk.tokens import TokenEstimate, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class OnlineExecutor:
         self._media = media
         self._stopping = asyncio.Event()
         self._budget_reached = False
+        system = client.settings.system
+        self._system_tokens = estimate_tokens(system) if system else 0  # sent with every request
 
     def stop_dispatching(self) -> None:
         self._stopping.set()
@@ -158,9 +161,13 @@ class OnlineExecutor:
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:
-        tokens = estimate_tokens(request.prompt) + MEDIA_TOKENS * len(request.media)
-        if self._context is not None:  # cached or not, the shared part counts toward the input quota
-            tokens += self._context.shared_tokens(request.model)
+        text = estimate_tokens(request.prompt)
+        # --context: the shared part (the system instruction in it) counts toward the input quota, cached
+        # or not.
+        text += (
+            self._context.shared_tokens(request.model) if self._context is not None else self._system_tokens
+        )
+        tokens = TokenEstimate(text, len(request.media))
         try:
             # Most rows succeed at once: their one attempt skips the retry machinery (tens of µs a row).
             return await self._attempt(request, tokens)
@@ -169,7 +176,7 @@ class OnlineExecutor:
                 return self._failed(first, attempts=1)
             return await self._retry(request, tokens, first)
 
-    async def _retry(self, request: PromptRequest, tokens: int, first: CallFailed) -> Outcome:
+    async def _retry(self, request: PromptRequest, tokens: TokenEstimate, first: CallFailed) -> Outcome:
         replayed = False
         attempts = 1
         try:
@@ -191,7 +198,9 @@ class OnlineExecutor:
             raise fatal_error(failure) from failure
         return Outcome(text=None, error=failure.to_row_error(), attempts=attempts)
 
-    async def _attempt(self, request: PromptRequest, tokens: int) -> Outcome:
+    async def _attempt(self, request: PromptRequest, tokens: TokenEstimate) -> Outcome:
+        if self._scheduler.wants_count(request.model):
+            await self._count_first(request)
         context = self._context
         if context is None:
             return await self._send(request, tokens, None)
@@ -206,16 +215,26 @@ class OnlineExecutor:
                     raise
 
     async def _send(
-        self, request: PromptRequest, tokens: int, settings: GenerationSettings | None
+        self, request: PromptRequest, tokens: TokenEstimate, settings: GenerationSettings | None
     ) -> Outcome:
-        async with self._scheduler.slot(tokens) as ticket:
+        async with self._scheduler.slot(request.model, tokens) as ticket:
             try:
                 outcome = await self._client.generate(request.model, request.prompt, request.media, settings)
             except CallFailed as failure:
                 self._scheduler.on_failure(ticket, failure)
                 raise
-            self._scheduler.on_success(ticket)
+            self._scheduler.on_success(ticket, outcome.usage)
             return outcome
+
+    async def _count_first(self, request: PromptRequest) -> None:
+        """countTokens for one of a token-paced model's first prompts: the estimate is calibrated before
+        the model's first answer (a few per model, never per row)."""
+        try:
+            counted = await self._client.count_tokens(request.model, request.prompt)
+        except CallFailed as failure:
+            logger.debug("countTokens for calibration failed: %s", failure)
+            return
+        self._scheduler.learn_count(request.model, estimate_tokens(request.prompt), counted)
 
     def _on_retry(self, event: RetryEvent) -> None:
         self._stats.retries += 1
