@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gembulk.client import GeminiClient
 from gembulk.errors import FatalAPIError
@@ -42,7 +42,11 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
         f"{prepared.total - to_send} already done; nothing was sent"
     )
     if to_send:
-        estimate = await _estimate_tokens(options, sample, to_send, characters)
+        # With --context the system instruction is counted with the shared part (below), not per row.
+        rows_options = replace(options, generation=replace(options.generation, system=None))
+        estimate = await _estimate_tokens(
+            rows_options if prepared.context is not None else options, sample, to_send, characters
+        )
         if attachments:
             estimate = TokenEstimate(
                 estimate.input_tokens + attachments * MEDIA_TOKENS,
