@@ -90,6 +90,15 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """A model's token limits (None: not known) and where they were read: models.get, or the shipped table."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class RowError:
     """Why a row failed: HTTP code (None when no HTTP answer), a status name, and a message."""
 

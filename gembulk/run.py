@@ -12,14 +12,17 @@ import contextlib
 import os
 import time
 
-from gembulk.context.lifecycle import context_for, requests_per_model
+from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import context_for, requests_per_model, sized_for_context
 from gembulk.detach import detach
 from gembulk.ending import as_batch, exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.executors import Executor
+from gembulk.modelinfo import PromptSizeCheck, request_checks
 from gembulk.observer import NullObserver, RunObserver
 from gembulk.prepare import Prepared, check_output_directory, prepare, request_source
 from gembulk.records import Outcome, PromptRequest
+from gembulk.screen import screened
 from gembulk.settings import BatchMode, RunOptions
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
@@ -60,16 +63,28 @@ async def _run_job(options: RunOptions, observer: RunObserver) -> RunResult:
 
             await dry_run(options, prepared, observer)
             return RunResult(ExitCode.OK, RunStats(total=prepared.scan.row_count), 0.0)
-        if options.batch is not None and options.batch.mode is BatchMode.DETACH:
-            return await detach(options, prepared, observer)
-        return await _execute(options, prepared, observer)
+        async with client_for(options, prepared) as client:
+            # One models.get per model: an unknown model (exit 3) or an output bound it cannot answer
+            # (exit 2) stops here, before OUT is opened or any row is sent.
+            check = await request_checks(
+                client, options.models, options.generation.system, options.generation.max_output_tokens
+            )
+            if options.batch is not None and options.batch.mode is BatchMode.DETACH:
+                return await detach(options, prepared, observer, client, check)
+            return await _execute(options, prepared, observer, client, check)
     finally:
         if prepared.spool is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(prepared.spool)
 
 
-async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
+async def _execute(
+    options: RunOptions,
+    prepared: Prepared,
+    observer: RunObserver,
+    client: GeminiClient,
+    check: PromptSizeCheck | None,
+) -> RunResult:
     stats = RunStats(total=prepared.total)
     existing = prepared.existing
     done = existing.done if existing else frozenset()
@@ -107,17 +122,19 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     interrupted = False
     executor: Executor | None = None
     try:
-        requests = requests_per_model(options, prepared.total, done)
+        per_model = requests_per_model(options, prepared.total, done)
         async with (
-            client_for(options, prepared) as client,
             media_for(options, prepared, client, observer) as media,
             context_for(
-                options, prepared.context, requests, client, prepared.prices, stats, observer
+                options, prepared.context, per_model, client, prepared.prices, stats, observer
             ) as context,
         ):
             executor = make_executor(options, prepared, client, stats, observer, media, context)
             runner = with_cache(executor, options, client, stats, prepared)
-            task = asyncio.create_task(runner.run(request_source(prepared, options, done, stats), emit))
+            # Prompts clearly over the model's input limit (the shared context included) fail here, unsent.
+            check = sized_for_context(check, prepared.context)
+            requests = screened(request_source(prepared, options, done, stats), check, emit)
+            task = asyncio.create_task(runner.run(requests, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
             await output.aclose()  # durable before the executor cleans up anything it kept

@@ -32,8 +32,11 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
 
-def probe(*args: str) -> tuple[int, list[str], str]:
-    env = {**os.environ, "GEMINI_API_KEY": "k", "COLUMNS": "80"}
+def probe(*args: str, key: str | None = "k") -> tuple[int, list[str], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["COLUMNS"] = "80"
+    if key is not None:
+        env["GEMINI_API_KEY"] = key
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(args)],
         capture_output=True,
@@ -68,6 +71,13 @@ def probe(*args: str) -> tuple[int, list[str], str]:
 def test_help_version_and_usage_errors_never_import_the_sdk(args: tuple[str, ...], code: int) -> None:
     exit_code, heavy, _ = probe(*args)
     assert (exit_code, heavy) == (code, [])
+
+
+def test_a_missing_api_key_is_refused_before_the_sdk_is_imported() -> None:
+    exit_code, heavy, _ = probe("run", "in.csv", key=None)
+    assert (exit_code, heavy) == (2, [])
+    exit_code, heavy, _ = probe("run", "missing.csv", "--dry-run", key=None)  # a dry run needs no key
+    assert exit_code == 2  # it got as far as reading the input, which is missing
 
 
 def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> None:
@@ -121,7 +131,7 @@ def test_run_options_resolves_what_the_command_line_gave() -> None:
     assert options.downloads == 7 and options.limits.concurrency == 7
     assert options.generation.system == "s" and options.attach == ("p", "q")
     assert options.batch is None and options.inline_limit == 14 * 2**20
-    assert run_options(RunArgs(input="-"), env={}).model == DEFAULT_MODEL
+    assert run_options(RunArgs(input="-"), env={"GEMINI_API_KEY": "k"}).model == DEFAULT_MODEL
 
 
 def test_run_options_keeps_the_shared_context_in_order_once() -> None:
@@ -144,7 +154,7 @@ def test_run_options_builds_the_batch_options() -> None:
         poll_interval=5.0,
         poll_max_interval=1.0,
     )
-    batch = run_options(args, env={}).batch
+    batch = run_options(args, env={"GEMINI_API_KEY": "k"}).batch
     assert batch is not None and batch.mode is BatchMode.DETACH and batch.fallback_online
     assert batch.max_bytes == 500_000_000 and batch.poll_max_interval == 5.0
 

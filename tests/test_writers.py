@@ -588,6 +588,35 @@ async def test_load_existing_csv_foreign_header(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b'{"id":"1","error":null}\n', "jsonl"),
+        (b"\n  {", "jsonl"),
+        (",".join(CSV_BASE_COLUMNS).encode() + b",text\r\n1,x", "csv"),
+        (b"id,resp", "csv"),  # a header torn by a crash
+        (b"id,prompt\n1,hello\n", None),
+        (b"dear diary", None),
+        (b"", None),
+    ],
+)
+def test_written_as_tells_the_format_from_the_first_bytes(head: bytes, expected: str | None) -> None:
+    assert resume.written_as(head) == expected
+
+
+async def test_load_existing_in_the_other_format_names_the_format_and_touches_nothing(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.csv"  # a JSONL output behind a .csv name
+    jsonl.write_bytes(jsonl_bytes(ok("1")))
+    with pytest.raises(InputError) as info:
+        await load_existing(str(jsonl), "csv")
+    assert info.value.message == f"{jsonl} was written as jsonl; pass --output-format jsonl or a new -o"
+    csv_out = tmp_path / "out.jsonl"
+    content = await csv_output(csv_out, [ok("1", text="t")])
+    with pytest.raises(InputError, match="was written as csv; pass --output-format csv or a new -o"):
+        await load_existing(str(csv_out), "jsonl")
+    assert csv_out.read_bytes() == content
+
+
 async def test_load_existing_csv_bad_middle_record(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
     good = await csv_output(path, [ok("1", text="t")])

@@ -88,8 +88,16 @@ ModelOpt = Annotated[
         help=f"Gemini model (default {DEFAULT_MODEL}); repeat it to run every row on each.",
     ),
 ]
-TemperatureOpt = Annotated[float | None, _opt("--temperature", panel=MODEL)]
-MaxOutputTokensOpt = Annotated[int | None, _opt("--max-output-tokens", panel=MODEL)]
+TemperatureOpt = Annotated[float | None, _opt("--temperature", panel=MODEL, help="0 to 2, the API's range.")]
+MaxOutputTokensOpt = Annotated[
+    int | None,
+    _opt(
+        "--max-output-tokens",
+        panel=MODEL,
+        help="Bound each answer (thinking included), up to the model's output limit; "
+        "with --max-cost, also what is reserved for each request.",
+    ),
+]
 JsonSchemaOpt = Annotated[
     str | None,
     _opt("--json-schema", panel=MODEL, help="JSON schema file; answers are JSON, parsed into 'parsed'."),

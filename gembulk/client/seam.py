@@ -1,9 +1,11 @@
-"""The SDK seam: the one place gembulk calls google-genai. Builds the client, sends one request, and makes
-the Files and Batch API calls the batch executor needs; answers and errors leave it as gembulk values."""
+"""The SDK seam: the one place gembulk calls google-genai. Builds the client, sends one request, looks a model
+up, and makes the Files and Batch API calls the batch executor needs; answers and errors leave it as gembulk
+values."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 from collections.abc import Awaitable, Sequence
@@ -19,7 +21,7 @@ from gembulk.client.failures import scrub, translate
 from gembulk.client.outcomes import enum_name, outcome_from_response
 from gembulk.client.request import contents, generate_config, shared_contents
 from gembulk.client.transport import new_session
-from gembulk.records import CallFailed, MediaPart, Outcome, SharedPart
+from gembulk.records import CallFailed, MediaPart, ModelLimits, Outcome, SharedPart
 
 if TYPE_CHECKING:
     import aiohttp
@@ -32,6 +34,8 @@ BATCH_INPUT_MIME_TYPE = "jsonl"
 
 T = TypeVar("T")
 _CLIENT_TIMEOUT = object()  # GeminiClient._sdk: use the client's own timeout
+# models.get answers of this process, by (base URL, digest of the key, model): see model_limits.
+_MODEL_LIMITS: dict[tuple[str | None, str, str], ModelLimits] = {}
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,21 @@ class GeminiClient:
                 raise
             raise translated from exc
         return response.total_tokens or 0
+
+    async def model_limits(self, model: str, *, timeout: float | None) -> ModelLimits:
+        """models.get: the model's inputTokenLimit and outputTokenLimit (None where the answer has none).
+
+        Answers are kept for the life of the process, per endpoint, key and model: a run with several
+        models asks once for each, and a second run in the same process does not ask again.
+        """
+        key = (self._base_url, hashlib.sha256(self._api_key.encode()).hexdigest()[:16], model)
+        known = _MODEL_LIMITS.get(key)
+        if known is None:
+            found = await self._sdk(self.aio.models.get(model=model), timeout=timeout)
+            known = _MODEL_LIMITS[key] = ModelLimits(
+                found.input_token_limit, found.output_token_limit, "models.get"
+            )
+        return known
 
     def translate(self, exc: BaseException) -> BaseException:
         """Turn an SDK or transport exception into CallFailed; leave cancellation and bugs alone."""

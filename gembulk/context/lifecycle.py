@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from gembulk.client import GeminiClient
 from gembulk.context.material import SharedContext
 from gembulk.context.runtime import ContextRuntime
+from gembulk.modelinfo import PromptSizeCheck
 from gembulk.observer import RunObserver
 from gembulk.pricing import PriceTable
 from gembulk.settings import RunOptions
@@ -27,6 +29,15 @@ def requests_per_model(options: RunOptions, total: int, done: frozenset[tuple[st
     per_model = total // max(1, len(models))
     finished = Counter(model for _, model in done)
     return {model: max(0, per_model - finished[model]) for model in models}
+
+
+def sized_for_context(check: PromptSizeCheck | None, context: SharedContext | None) -> PromptSizeCheck | None:
+    """The prompt size check with the shared context's tokens in every request (the system instruction
+    among them). Its local estimate, not a count: every pass over the requests, in any process (a batch
+    is collected by another), must reach the same verdict."""
+    if check is None or context is None:
+        return check
+    return replace(check, system=None, shared_tokens=context.local_tokens())
 
 
 def new_runtime(

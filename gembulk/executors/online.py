@@ -142,22 +142,25 @@ class OnlineExecutor:
         while (request := await queue.get()) is not None:
             if self._stopping.is_set():
                 continue  # drain without sending, so the feeder's end markers get through
-            estimate = 0.0
+            reservation = None
             if self._budget is not None:
-                estimate = self._budget.estimate(request.model, request.prompt, len(request.media))
-                if not self._budget.try_reserve(estimate):
+                # Waits while the requests in flight hold the budget; None: it can never fit.
+                reservation = await self._budget.reserve(request.model, request.prompt, len(request.media))
+                if reservation is None:
                     self._budget_reached = True
                     self.stop_dispatching()  # the rows in flight still finish and are kept
                     continue
+                if self._stopping.is_set():  # the run began to stop while this one waited
+                    self._budget.settle(reservation, request.model, None)
+                    continue
+            outcome: Outcome | None = None
             try:
                 outcome = await self._process(request)
             except _Abandoned:
                 continue
             finally:
-                if self._budget is not None:
-                    self._budget.release(estimate)
-            if self._budget is not None:
-                self._budget.charge(request.model, outcome.usage)
+                if self._budget is not None and reservation is not None:
+                    self._budget.settle(reservation, request.model, outcome.usage if outcome else None)
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:

@@ -125,7 +125,12 @@ class FakeServer:
         if method == "GET" and not verb:
             if denied := self._auth(request):
                 return denied
-            return self.catalog.get_json(name, version) if name else self.catalog.list_json(request)
+            if not name:
+                return self.catalog.list_json(request)
+            self.stats.models_get += 1
+            if "denied" in name:  # as generateContent answers such a model
+                return wire.error(403, DENIED)
+            return self.catalog.get_json(name, version)
         if method != "POST" or not verb:
             return wire.not_found_path(request.path)
         if verb not in _GENERATE and verb not in _BATCHES and verb not in _EMBED:

@@ -236,10 +236,32 @@ def _truncate(path: str, size: int) -> None:
         os.fsync(handle.fileno())
 
 
+def written_as(head: bytes) -> str | None:
+    """The output format a file's first bytes show: "jsonl" (a JSON object), "csv" (gembulk's CSV header),
+    or None when they show neither."""
+    if head.lstrip()[:1] == b"{":
+        return "jsonl"
+    header = ",".join(CSV_BASE_COLUMNS).encode()
+    if head.startswith(header) or (len(head) < len(header) and header.startswith(head) and head):
+        return "csv"
+    return None
+
+
+async def check_written_format(path: str, fmt: str) -> None:
+    """An output gembulk wrote in the other format is refused with the way out, before any record is
+    read as a record of this format (which would only say "not a gembulk record")."""
+    async with aiofiles.open(path, "rb") as handle:
+        head = await handle.read(256)
+    written = written_as(head)
+    if written is not None and written != fmt:
+        raise InputError(f"{path} was written as {written}; pass --output-format {written} or a new -o")
+
+
 async def load_existing(path: str, fmt: str) -> ExistingOutput | None:
     """Resume state of an output; a torn last record is cut off the file. None if there is no output."""
     if not await has_content(path):
         return None
+    await check_written_format(path, fmt)
     done: set[RecordKey] = set()
     failed: set[RecordKey] = set()
     repeated = False
