@@ -138,10 +138,10 @@ def test_run_options_keeps_the_shared_context_in_order_once() -> None:
     args = RunArgs(
         input="in.csv", context=["b.md", "a.pdf", "b.md"], context_text="t", context_cache=ContextCache.ON
     )
-    options = run_options(args, env={})
+    options = run_options(args, env={"GEMINI_API_KEY": "k"})
     assert options.context_files == ("b.md", "a.pdf") and options.context_text == "t"
     assert options.context_cache is ContextCache.ON and options.has_context
-    assert not run_options(RunArgs(input="in.csv"), env={}).has_context
+    assert not run_options(RunArgs(input="in.csv"), env={"GEMINI_API_KEY": "k"}).has_context
 
 
 def test_run_options_builds_the_batch_options() -> None:

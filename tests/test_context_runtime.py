@@ -192,7 +192,30 @@ def test_max_cost_estimates_the_shared_part_at_the_cached_price() -> None:
     inline = Budget(
         1.0, prices, system=None, max_output_tokens=10, shared=lambda model: Usage(prompt_tokens=30_000)
     )
-    extra_cached = cached.estimate(MODEL, "q") - plain.estimate(MODEL, "q")
-    extra_inline = inline.estimate(MODEL, "q") - plain.estimate(MODEL, "q")
+    base = plain.reservation(MODEL, "q").cost
+    extra_cached = cached.reservation(MODEL, "q").cost - base
+    extra_inline = inline.reservation(MODEL, "q").cost - base
     assert extra_cached == pytest.approx(30_000 * 0.03 / 1e6)  # the system instruction is in the cache
     assert extra_inline == pytest.approx(30_000 * 0.30 / 1e6)
+
+
+def test_the_prompt_size_check_counts_the_shared_context_in_every_request(tmp_path: Any) -> None:
+    from gembulk.context.lifecycle import sized_for_context
+    from gembulk.modelinfo import PROMPT_TOO_LONG, PromptSizeCheck
+    from gembulk.records import InputRow, PromptRequest
+
+    document = tmp_path / "policy.md"
+    document.write_text("x" * 40_000, encoding="utf-8")  # ~10,000 tokens
+    context = load_context([str(document)], None, "s" * 400, hold_below=0)
+    check = PromptSizeCheck({MODEL: 10_000}, system="s" * 400)
+    request = PromptRequest(InputRow("1", {}, 2, 1), "short question", MODEL)
+    assert check(request) is None
+    sized = sized_for_context(check, context)
+    assert sized is not None and sized.system is None  # counted once, in the shared part
+    assert sized.shared_tokens == context.local_tokens() == 10_100
+    error = sized(request)
+    assert error is None  # 10,104 tokens: over the limit, but not clearly (1.2 x): the server decides
+    document.write_text("x" * 60_000, encoding="utf-8")
+    bigger = sized_for_context(check, load_context([str(document)], None, None, hold_below=0))
+    assert bigger is not None and (error := bigger(request)) is not None and error.status == PROMPT_TOO_LONG
+    assert sized_for_context(None, context) is None and sized_for_context(check, None) is check
