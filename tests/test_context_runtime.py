@@ -65,7 +65,7 @@ class Seam:
 
 
 def runtime(
-    tmp_path: Any, seam: Seam, clock: FakeClock, stats: RunStats | None = None
+    tmp_path: Any, seam: Seam, clock: FakeClock, stats: RunStats | None = None, *, batch: bool = False
 ) -> tuple[ContextRuntime, list[str]]:
     document = tmp_path / "policy.md"
     document.write_text("Policy. " * 2_500, encoding="utf-8")
@@ -79,7 +79,7 @@ def runtime(
         prices=load_prices(),
         stats=stats or RunStats(),
         report=messages.append,
-        batch=False,
+        batch=batch,
         inline_limit=1 << 20,
         clock=clock,
     )
@@ -219,3 +219,26 @@ def test_the_prompt_size_check_counts_the_shared_context_in_every_request(tmp_pa
     bigger = sized_for_context(check, load_context([str(document)], None, None, hold_below=0))
     assert bigger is not None and (error := bigger(request)) is not None and error.status == PROMPT_TOO_LONG
     assert sized_for_context(None, context) is None and sized_for_context(check, None) is check
+
+
+async def test_a_batch_cache_is_kept_alive_until_the_state_names_it_then_outlives_the_run(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    seam = Seam(clock)
+    stats = RunStats()
+    made, _ = runtime(tmp_path, seam, clock, stats, batch=True)
+    made.requests, made.mode = {MODEL: 1_000}, ContextCache.ON
+    monkeypatch.setattr(caches_module, "REFRESH_EVERY", 0)
+    await made.open_for_batch()  # created with the online TTL, kept alive while the lines are built
+    await asyncio.wait_for(seam.refreshed.wait(), timeout=5)
+    assert seam.ttls[0] == ("cachedContents/c1", caches_module.ONLINE_TTL)
+    entries = await made.commit_for_jobs()
+    assert entries == {MODEL: {"name": "cachedContents/c1", "tokens": 5_010, "since": clock()}}
+    assert seam.ttls[-1] == ("cachedContents/c1", caches_module.BATCH_TTL) and made.kept_for_jobs
+    await made.close(delete_batch=not made.kept_for_jobs)  # the run ends: the jobs still need it
+    assert seam.deleted == [] and stats.cache_storage_usd == 0
+    clock.advance(3600)
+    await made.close(delete_batch=True)  # after the fetch
+    assert seam.deleted == ["cachedContents/c1"]
+    assert stats.cache_storage_usd == pytest.approx(5_010 * 1.00 / 1e6)

@@ -57,7 +57,8 @@ class ModelCache:
 
 
 class ContextCaches:
-    """The caches of one run, by model, and the settings variant each model's requests go out with."""
+    """The caches of one run, by model: created or found, kept alive, replaced once, deleted, and how long
+    each was stored."""
 
     def __init__(
         self,
@@ -105,9 +106,7 @@ class ContextCaches:
             )
         except CallFailed as failure:
             return self._not_cached(model, failure)
-        cache = ModelCache(
-            model, entry.name, entry.tokens or decision.tokens, self._clock(), entry.expires, batch
-        )
+        cache = ModelCache(model, entry.name, entry.tokens or decision.tokens, self._clock(), entry.expires)
         self.caches[model] = cache
         return cache
 
