@@ -135,9 +135,9 @@ class LineResult:
 def from_line(line: dict[str, Any], *, parse_json: bool) -> LineResult:
     """Classify one result line with the online rules: a response as an answer, an error as a RowError.
 
-    Only a transient line error (429, 5xx, deadline) or a context cache gone may go to the online fallback;
-    INVALID_ARGUMENT and
-    other permanent errors, and content failures such as a blocked prompt, would fail online too.
+    Only a transient line error (429, 5xx, deadline) or a context cache gone may go to the online
+    fallback; INVALID_ARGUMENT and other permanent errors, and content failures such as a blocked prompt,
+    would fail online too.
     """
     if "response" in line and line["response"] is not None:
         return LineResult(outcome_from_json(line["response"], parse_json=parse_json), False)
