@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gembulk.errors import FatalAPIError
@@ -41,13 +42,24 @@ class Budget:
     """
 
     def __init__(
-        self, cap: float, prices: PriceTable, *, system: str | None, max_output_tokens: int | None
+        self,
+        cap: float,
+        prices: PriceTable,
+        *,
+        system: str | None,
+        max_output_tokens: int | None,
+        shared: Callable[[str], Usage] | None = None,
     ) -> None:
         self.cap = cap
         self.spent = 0.0
         self.reserved = 0.0
         self._prices = prices
         self._system_tokens = estimate_tokens(system) if system else 0
+        # --context: the shared part of each request, as billed (its cached tokens at the cached price).
+        # With it the system instruction is counted there (it is in the cache, or in the counted tokens).
+        self._shared = shared
+        if shared is not None:
+            self._system_tokens = 0
         self._max_output = max_output_tokens
         self._longest: int | None = None  # output + thinking tokens of the longest answer so far
         self._in_flight = 0
@@ -65,9 +77,14 @@ class Budget:
 
     def reservation(self, model: str, prompt: str, media_parts: int = 0) -> Reservation:
         output, why = self._expected_output()
+        shared = self._shared(model) if self._shared is not None else Usage()
         guess = Usage(
-            prompt_tokens=estimate_tokens(prompt) + self._system_tokens + media_parts * MEDIA_TOKENS,
+            prompt_tokens=estimate_tokens(prompt)
+            + self._system_tokens
+            + media_parts * MEDIA_TOKENS
+            + shared.prompt_tokens,
             output_tokens=output,
+            cached_tokens=shared.cached_tokens,
         )
         return Reservation(self._prices.cost(model, guess) or 0.0, output, why)
 

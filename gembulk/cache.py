@@ -23,10 +23,13 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def cache_key(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> str:
-    """The full request decides a hit: the canonical request of gembulk.requestkey, whose digest also
-    gives every record its fingerprint, so a cache hit and a resumed row always mean the same request."""
-    return request_digest(model, request, attachments)
+def cache_key(
+    model: str, request: dict[str, Any], attachments: Sequence[str] = (), context: str | None = None
+) -> str:
+    """The full request decides a hit: the canonical request of gembulk.requestkey (the shared context's
+    content hash included), whose digest also gives every record its fingerprint, so a cache hit and a
+    resumed row always mean the same request."""
+    return request_digest(model, request, attachments, context)
 
 
 class ResponseCache:

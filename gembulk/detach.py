@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import context_for, requests_per_model, sized_for_context
 from gembulk.ending import exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.modelinfo import PromptSizeCheck
@@ -43,15 +44,29 @@ async def detach(
     interrupted = False
     executor: BatchExecutor | None = None
     try:
-        async with media_for(options, prepared, client, observer) as media:
-            made = make_executor(options, prepared, client, stats, observer, media)
+        async with (
+            media_for(options, prepared, client, observer) as media,
+            context_for(
+                options,
+                prepared.context,
+                requests_per_model(options, prepared.total, prepared.existing),
+                client,
+                prepared.prices,
+                stats,
+                observer,
+            ) as context,
+        ):
+            made = make_executor(options, prepared, client, stats, observer, media, context)
             assert isinstance(made, BatchExecutor)
             executor = made
             # Rows that cannot be sent (a missing value, an empty or clearly too long prompt) are
             # written now, failed, and not submitted.
+            check = sized_for_context(check, prepared.context)
             source = request_source(prepared, options, resume, stats, unsent=record, check=check)
             if options.cache_path is not None:
-                cached = CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
+                context_hash = prepared.context.sha256 if prepared.context is not None else None
+                cache = ResponseCache(options.cache_path)
+                cached = CachedExecutor(executor, cache, client.settings, stats, context_hash)
                 source = cached.misses(source, record)
             task = asyncio.create_task(executor.submit(source))
             with stop.installed():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import sized_for_context
 from gembulk.errors import FatalAPIError
 from gembulk.modelinfo import PROMPT_TOO_LONG, PromptSizeCheck, request_checks
 from gembulk.observer import RunObserver
@@ -33,7 +34,7 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
         check = await request_checks(
             counting, options.models, options.generation.system, options.generation.max_output_tokens
         )
-        rows = await _scan(options, prepared, observer, check)
+        rows = await _scan(options, prepared, observer, sized_for_context(check, prepared.context))
         name = prepared.spec.display_name or prepared.spec.path
         failing = "".join(f", {_unsent(status, count)}" for status, count in rows.unsendable.items())
         observer.message(
@@ -42,6 +43,11 @@ async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver
         )
         if rows.to_send:
             await _show_cost(options, prepared, observer, counting, rows)
+    if prepared.context is not None and rows.to_send:  # its tokens and cost come on top of the rows' own
+        from gembulk.context.preview import preview
+
+        for line in await preview(options, prepared.context, rows.per_model, prepared.prices):
+            observer.message(line)
 
 
 @dataclass
@@ -89,6 +95,8 @@ async def _show_cost(
     client: GeminiClient | None,
     rows: _Rows,
 ) -> None:
+    if prepared.context is not None:  # the system instruction is counted with the shared context
+        options = replace(options, generation=replace(options.generation, system=None))
     estimate = await _estimate_tokens(options, client, rows.sample, rows.to_send, rows.characters)
     if rows.attachments:
         estimate = TokenEstimate(

@@ -123,12 +123,15 @@ class PromptSizeCheck:
 
     input_limits: dict[str, int]
     system: str | None
+    shared_tokens: int = 0  # --context: the shared part every request carries (cached or not, it counts)
 
     def __call__(self, request: PromptRequest) -> RowError | None:
         limit = self.input_limits.get(request.model)
         if limit is None:
             return None
-        tokens = estimated_prompt_tokens(self.system, request.prompt, request.attachments)
+        tokens = (
+            estimated_prompt_tokens(self.system, request.prompt, request.attachments) + self.shared_tokens
+        )
         if tokens <= limit * CLEARLY_OVER:
             return None
         return RowError(

@@ -11,6 +11,7 @@ from typing import Any
 
 from gembulk import stdstreams
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, identity
+from gembulk.context import SharedContext, load_context
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import Emit, RequestSource
 from gembulk.inputs import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
@@ -58,6 +59,7 @@ class Prepared:
     total: int  # records this run is about: rows (of its --shard) times models
     attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
     warnings: tuple[str, ...] = ()  # said once at the start (and by --dry-run)
+    context: SharedContext | None = None  # --context / --context-text, read and checked
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -102,6 +104,7 @@ async def prepare(options: RunOptions) -> Prepared:
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
+        context = _load_context(options)
         existing = await _existing_output(options, target, output_format, scan, schema is not None)
         rows = await _count_shard(spec, options.shard) if options.shard else scan.row_count
         total = rows * len(options.models)
@@ -125,6 +128,19 @@ async def prepare(options: RunOptions) -> Prepared:
         total,
         attach,
         warnings,
+        context,
+    )
+
+
+def _load_context(options: RunOptions) -> SharedContext | None:
+    if not options.has_context:
+        return None
+    # Media up to half the inline limit are held to go inline; the row's own attachments need the rest.
+    return load_context(
+        options.context_files,
+        options.context_text,
+        options.generation.system,
+        hold_below=options.inline_limit // 2,
     )
 
 
@@ -291,7 +307,8 @@ async def pending_requests(
     """The requests to send, in input order: each row on each model, with the digest of its canonical
     request; a request whose fingerprint a success record of its (id, model) carries is skipped."""
     counting = stats is not None
-    digests = {model: RequestDigests(prepared.settings, model) for model in options.models}
+    context = prepared.context.sha256 if prepared.context is not None else None
+    digests = {model: RequestDigests(prepared.settings, model, context) for model in options.models}
     template = prepared.template
     # _prepare's scan refused repeated ids already: this pass need not hold every id again.
     source = await open_input(prepared.spec, check_unique_ids=False)

@@ -43,6 +43,15 @@ class MediaPart:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedPart:
+    """One part of the shared context (--context, --context-text), sent before every row's own parts:
+    text, or a medium (inline bytes or an uploaded file)."""
+
+    text: str | None = None
+    media: MediaPart | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRequest:
     """A rendered prompt ready to be sent: the text plus the row it came from.
 
@@ -70,12 +79,14 @@ class PromptRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one answer (None from the API is counted as 0)."""
+    """Token counts of one answer (None from the API is counted as 0). `cached_tokens` are the part of
+    `prompt_tokens` read from a context cache (usageMetadata.cachedContentTokenCount)."""
 
     prompt_tokens: int = 0
     output_tokens: int = 0
     thoughts_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -83,6 +94,7 @@ class Usage:
             "output_tokens": self.output_tokens,
             "thoughts_tokens": self.thoughts_tokens,
             "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
         }
 
 

@@ -2,10 +2,12 @@
 
 A request is identified by its model, its GenerateContentRequest as a Batch API line carries it (contents
 with the rendered prompt, systemInstruction, generationConfig with the response schema) and each
-attachment's identity (a local file's content hash, a URL, a files/… name). `canonical_request` is the
-only place that says so: the response cache keys answers by its SHA-256 (`request_digest`), and every
+attachment's identity (a local file's content hash, a URL, a files/… name), and the content hash of the
+shared context (`--context`, with the system instruction it carries) — never a cachedContents name: the
+same document answers the same whether it was cached, recreated or sent inline. `canonical_request` is
+the only place that says so: the response cache keys answers by its SHA-256 (`request_digest`), and every
 record carries the first 16 hex digits of the same digest as its `fingerprint`, which resume compares.
-Anything new that shapes a request (a shared context's content hash) is added there, and reaches both.
+Anything new that shapes a request is added there, and reaches both.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ if TYPE_CHECKING:
 FINGERPRINT_DIGITS = 16  # hex digits of the request digest a record carries: 64 bits
 
 
-def canonical_request(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> dict[str, Any]:
-    """What identifies a request: model, GenerateContentRequest (proto-JSON) and attachment identities."""
+def canonical_request(
+    model: str, request: dict[str, Any], attachments: Sequence[str] = (), context: str | None = None
+) -> dict[str, Any]:
+    """What identifies a request: model, GenerateContentRequest (proto-JSON), attachment identities and
+    the shared context's content hash."""
     keyed: dict[str, Any] = {"model": model.removeprefix("models/"), "request": request}
     if attachments:  # absent otherwise, so the keys of prompt-only requests stay as they were
         keyed["attachments"] = list(attachments)
+    if context:  # likewise: without --context the keys are the same as before it existed
+        keyed["context"] = context
     return keyed
 
 
@@ -39,9 +46,12 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def request_digest(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> str:
+def request_digest(
+    model: str, request: dict[str, Any], attachments: Sequence[str] = (), context: str | None = None
+) -> str:
     """SHA-256 (hex) of the canonical request: the response cache's key."""
-    return hashlib.sha256(_utf8(_canonical_json(canonical_request(model, request, attachments)))).hexdigest()
+    canonical = canonical_request(model, request, attachments, context)
+    return hashlib.sha256(_utf8(_canonical_json(canonical))).hexdigest()
 
 
 def fingerprint_of(digest: str) -> str:
@@ -60,10 +70,11 @@ class RequestDigests:
     the odd settings that contain the placeholder) take the plain path; tests check both agree.
     """
 
-    def __init__(self, settings: GenerationSettings, model: str) -> None:
+    def __init__(self, settings: GenerationSettings, model: str, context: str | None = None) -> None:
         self._settings = settings
         self._model = model
-        encoded = _canonical_json(canonical_request(model, settings.to_request_json(_SENTINEL)))
+        self._context = context
+        encoded = _canonical_json(canonical_request(model, settings.to_request_json(_SENTINEL), (), context))
         pieces = encoded.split(encode_basestring(_SENTINEL))
         self._head: Any = None
         self._tail = b""
@@ -73,7 +84,8 @@ class RequestDigests:
 
     def digest(self, prompt: str, attachments: Sequence[str] = ()) -> str:
         if attachments or self._head is None:
-            return request_digest(self._model, self._settings.to_request_json(prompt), attachments)
+            request = self._settings.to_request_json(prompt)
+            return request_digest(self._model, request, attachments, self._context)
         hashed = self._head.copy()
         hashed.update(_utf8(encode_basestring(prompt)))
         hashed.update(self._tail)

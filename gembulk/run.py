@@ -13,6 +13,7 @@ import os
 import time
 
 from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import context_for, requests_per_model, sized_for_context
 from gembulk.detach import detach
 from gembulk.ending import as_batch, exit_code, first_error, resume_hint
 from gembulk.errors import ExitCode, GembulkError, OutputWriteError
@@ -134,10 +135,18 @@ async def _execute(
     interrupted = False
     executor: Executor | None = None
     try:
-        async with media_for(options, prepared, client, observer) as media:
-            executor = make_executor(options, prepared, client, stats, observer, media)
-            runner = with_cache(executor, options, client, stats)
-            # Rows that cannot be sent (a missing value, an empty or clearly too long prompt) fail unsent.
+        per_model = requests_per_model(options, prepared.total, prepared.existing)
+        async with (
+            media_for(options, prepared, client, observer) as media,
+            context_for(
+                options, prepared.context, per_model, client, prepared.prices, stats, observer
+            ) as context,
+        ):
+            executor = make_executor(options, prepared, client, stats, observer, media, context)
+            runner = with_cache(executor, options, client, stats, prepared)
+            # Rows that cannot be sent (a missing value, an empty or clearly too long prompt, the shared
+            # context included) fail unsent.
+            check = sized_for_context(check, prepared.context)
             source = request_source(prepared, options, resume, stats, unsent=emit, check=check)
             task = asyncio.create_task(runner.run(source, emit))
             with stop.installed():

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from gembulk.budget import Budget
 from gembulk.client import GeminiClient
+from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import OutputWriteError
 from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
@@ -91,12 +92,13 @@ def make_executor(
     stats: RunStats,
     observer: RunObserver,
     media: MediaResolver | None = None,
+    context: ContextRuntime | None = None,
 ) -> Executor:
     """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch)."""
 
     def online(budget: Budget | None = None) -> OnlineExecutor:
         scheduler = Scheduler(options.limits, stats)
-        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media)
+        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media, context=context)
 
     if options.batch is None and options.max_cost is not None:
         budget = Budget(
@@ -104,6 +106,7 @@ def make_executor(
             prepared.prices,
             system=options.generation.system,
             max_output_tokens=options.generation.max_output_tokens,
+            shared=context.shared_usage if context is not None else None,
         )
         return online(budget)
 
@@ -128,17 +131,21 @@ def make_executor(
         online=online,
         stdin_spool=prepared.spool,
         media=media,
+        context=context,
     )
 
 
-def with_cache(executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats) -> Executor:
+def with_cache(
+    executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats, prepared: Prepared
+) -> Executor:
     """With --cache, answers already paid for (by any run, online or batch) are served locally."""
     if options.cache_path is None:
         return executor
     from gembulk.cache import ResponseCache
     from gembulk.executors.cached import CachedExecutor
 
-    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
+    context = prepared.context.sha256 if prepared.context is not None else None
+    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats, context)
 
 
 async def finalize_output(
@@ -180,11 +187,15 @@ def recorder(output: RunOutput, prepared: Prepared, stats: RunStats, default_mod
         await output.write(built)
         stats.add_usage(outcome.usage)
         if not outcome.extra.get("cached"):  # an answer from the cache costs nothing
-            cost = prepared.prices.cost(request.model, outcome.usage, batch=mode == "batch")
+            batch = mode == "batch"
+            cost = prepared.prices.cost(request.model, outcome.usage, batch=batch)
             if cost is None:
                 stats.cost_known = False
             else:
                 stats.cost_usd += cost
+                stats.cache_saving_usd += prepared.prices.cache_saving(
+                    request.model, outcome.usage, batch=batch
+                )
         if outcome.error is None:
             stats.ok += 1
         else:

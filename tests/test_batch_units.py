@@ -255,6 +255,17 @@ def test_a_response_line_is_classified_like_an_online_answer() -> None:
         ({"code": 13, "message": "oops"}, "INTERNAL", 500, True),
         ({"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}, "RESOURCE_EXHAUSTED", 429, True),
         ({"code": 7, "message": "no", "status": "PERMISSION_DENIED"}, "PERMISSION_DENIED", 403, False),
+        # Its context cache was gone (the job outlived it): finished online, where it is recreated.
+        (
+            {
+                "code": 7,
+                "message": "CachedContent not found (or permission denied)",
+                "status": "PERMISSION_DENIED",
+            },
+            "PERMISSION_DENIED",
+            403,
+            True,
+        ),
     ],
 )
 def test_error_lines_keep_their_status_and_get_the_http_code(

@@ -15,7 +15,7 @@ import typer
 from gembulk.cli import app
 from gembulk.cli.run_options import RunArgs, run_options
 from gembulk.errors import UsageError
-from gembulk.settings import DEFAULT_MODEL, BatchMode, Fallback
+from gembulk.settings import DEFAULT_MODEL, BatchMode, ContextCache, Fallback
 
 # Runs the command line in a fresh interpreter and reports its exit code and which heavy modules it loaded.
 _PROBE = """
@@ -63,6 +63,8 @@ def probe(*args: str, key: str | None = "k") -> tuple[int, list[str], str]:
         (("run", "in.csv", "--batch", "--batch-max-bytes", "lots"), 2),
         (("run", "in.csv", "--shard", "3/2"), 2),
         (("batch", "list", "--limit", "0"), 2),
+        (("run", "in.csv", "--context", "-"), 2),
+        (("run", "in.csv", "--context-cache", "on"), 2),
         (("batch", "wait", "out.jsonl", "--timeout", "-1"), 2),
     ],
 )
@@ -91,6 +93,7 @@ def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> Non
         "Output:",
         "Batch API:",
         "Media:",
+        "Shared context:",
         "Cost:",
         "Cache and sharding:",
         "Connection and debug:",
@@ -98,7 +101,7 @@ def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> Non
     ]
     assert max(len(line) for line in text.splitlines()) <= 80
     examples = text.split("Examples:")[1]
-    assert examples.count("gembulk run ") == 6  # (one more names `gembulk batch fetch` in a comment)
+    assert examples.count("gembulk run ") == 7  # (one more names `gembulk batch fetch` in a comment)
 
 
 def test_root_and_batch_help_end_with_examples() -> None:
@@ -131,6 +134,16 @@ def test_run_options_resolves_what_the_command_line_gave() -> None:
     assert run_options(RunArgs(input="-"), env={"GEMINI_API_KEY": "k"}).model == DEFAULT_MODEL
 
 
+def test_run_options_keeps_the_shared_context_in_order_once() -> None:
+    args = RunArgs(
+        input="in.csv", context=["b.md", "a.pdf", "b.md"], context_text="t", context_cache=ContextCache.ON
+    )
+    options = run_options(args, env={"GEMINI_API_KEY": "k"})
+    assert options.context_files == ("b.md", "a.pdf") and options.context_text == "t"
+    assert options.context_cache is ContextCache.ON and options.has_context
+    assert not run_options(RunArgs(input="in.csv"), env={"GEMINI_API_KEY": "k"}).has_context
+
+
 def test_run_options_builds_the_batch_options() -> None:
     args = RunArgs(
         input="in.csv",
@@ -157,6 +170,9 @@ def test_run_options_builds_the_batch_options() -> None:
         ({"downloads": -2}, "--downloads must be a positive number"),
         ({"inline_limit": "a lot"}, "--inline-limit: expected a size"),
         ({"base_url": "example.com"}, "--base-url must start with http:// or https://"),
+        ({"context": ["a.md", "-"]}, "--context -: stdin cannot be shared context"),
+        ({"context_text": "  "}, "--context-text is empty"),
+        ({"context_cache": ContextCache.OFF}, "--context-cache works only with --context"),
     ],
 )
 def test_run_options_refuses_what_cannot_run(given: dict[str, object], message: str) -> None:

@@ -32,7 +32,7 @@ from gembulk.outputs import (
 )
 from gembulk.outputs.resume import record_key
 
-USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17}
+USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17, "cached_tokens": 0}
 
 
 def ok(record_id: str, response: str = "fine", **extra: Any) -> dict[str, Any]:
@@ -155,6 +155,7 @@ def test_record_to_csv_row_cells() -> None:
         "output_tokens": "5",
         "thoughts_tokens": "2",
         "total_tokens": "17",
+        "cached_tokens": "0",
         "model": "gemini-2.5-flash",
         "parsed": '{"score":0.5}',
         "fingerprint": "",
@@ -202,6 +203,20 @@ async def test_csv_round_trip(tmp_path: Path, record: dict[str, Any]) -> None:
         "n",
     ):
         assert back[key] == record[key], key
+
+
+async def test_csv_carries_cached_tokens_and_reads_them_back(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    record = {**ok("1", lang="en", n="4"), "usage": {**USAGE, "cached_tokens": 9}}
+    writer = await open_writer(str(path), "csv", ["lang", "n"], with_parsed=False, append=False)
+    await writer.write(record)
+    await writer.aclose()
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header == [*CSV_BASE_COLUMNS, "fingerprint", "lang", "n"] and "cached_tokens" in CSV_BASE_COLUMNS
+    [row] = read_csv(path)
+    back = csv_row_to_record(row)
+    assert back["usage"] == {**USAGE, "cached_tokens": 9} and "cached_tokens" not in back
+    assert (back["lang"], back["n"]) == ("en", "4")
 
 
 # --------------------------------------------------------------------------------------------------

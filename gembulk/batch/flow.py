@@ -16,9 +16,10 @@ from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
 from gembulk.outputs import count_outcomes, detect_output_format
 from gembulk.prepare import Prepared
+from gembulk.records import CallFailed
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
-from gembulk.settings import BatchMode, CollectOptions, RunOptions, schema_summary
+from gembulk.settings import BatchMode, CollectOptions, ContextCache, RunOptions, schema_summary
 from gembulk.stats import RunResult, RunStats
 
 
@@ -31,6 +32,8 @@ def job_identity(options: RunOptions, prepared: Prepared) -> JobIdentity:
     }
     if options.attach:  # only when used, so state files written before --attach existed still match
         generation["attach"] = list(options.attach)
+    if prepared.context is not None:  # the content's hash: editing the document makes it another job
+        generation["context"] = prepared.context.sha256
     return JobIdentity(
         input=f"<stdin>:{prepared.scan.sha256}" if options.input == "-" else os.path.abspath(options.input),
         template=prepared.template.source,
@@ -82,8 +85,19 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         cache_path=os.path.abspath(options.cache_path) if options.cache_path else None,
         fallback_online=options.batch.fallback_online,
         keep_files=options.batch.keep_files,
+        context=_context_of(options),
         submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+
+
+def _context_of(options: RunOptions) -> dict[str, Any]:
+    if not options.has_context:
+        return {}
+    return {
+        "files": [os.path.abspath(name) for name in options.context_files],
+        "text": options.context_text,
+        "cache": str(options.context_cache),
+    }
 
 
 def same_submission(state: BatchState, options: RunOptions, prepared: Prepared) -> list[str]:
@@ -169,6 +183,9 @@ def options_from_state(
         allow_private_urls=state.allow_private_urls,
         max_download=state.max_download,
         cache_path=state.cache_path,
+        context_files=tuple(state.context.get("files") or ()),
+        context_text=state.context.get("text"),
+        context_cache=ContextCache(state.context.get("cache") or ContextCache.AUTO),
         downloads=int(online.get("downloads") or online["concurrency"]),
         api_key=how.api_key,
         base_url=how.base_url,
@@ -221,7 +238,25 @@ async def delete_leftover_files(
             if status.results_file:
                 files.append(status.results_file)
         problems = [problem for name in files if (problem := await service.delete_file(name))]
+        problems += await delete_context_caches(client, state)
     for problem in problems:
         observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
     if not problems:
-        batch_state.save(state_file, replace(state, files_deleted=True))
+        context = {**state.context, "caches_deleted": True} if state.context.get("caches") else state.context
+        batch_state.save(state_file, replace(state, files_deleted=True, context=context))
+
+
+async def delete_context_caches(client: GeminiClient, state: BatchState) -> list[str]:
+    """Delete the context caches a fetched batch's lines named (one already gone is fine)."""
+    from gembulk.context.caches import is_cache_gone
+
+    if state.context.get("caches_deleted"):
+        return []
+    problems = []
+    for entry in (state.context.get("caches") or {}).values():
+        try:
+            await client.delete_cache(str(entry["name"]))
+        except CallFailed as failure:
+            if not is_cache_gone(failure):
+                problems.append(f"context cache {entry['name']}: {failure}")
+    return problems

@@ -93,6 +93,10 @@ class BatchState:
     attach_root: str | None = None  # the folder local attachments were confined to (resolved)
     allow_private_urls: bool = False  # --allow-private-urls of the run
     max_download: int | None = None  # the largest URL attachment of the run (None: the default)
+    # --context of the run: "files" (absolute), "text", "cache" (the --context-cache mode), and "caches"
+    # (model -> {"name", "tokens", "since"}: the cachedContents its lines name, deleted after the fetch,
+    # which then sets "caches_deleted")
+    context: dict[str, Any] = field(default_factory=dict)
     version: int = field(default=VERSION)
 
     def model_of(self, job: JobRef) -> str:

@@ -19,6 +19,7 @@ from gembulk.settings import (
     NO_API_KEY,
     BatchMode,
     BatchOptions,
+    ContextCache,
     Fallback,
     GenerationSettings,
     ProgressMode,
@@ -80,6 +81,9 @@ class RunArgs:
     attach_root: str | None = None
     allow_private_urls: bool = False
     max_download: str | None = None
+    context: list[str] | None = None
+    context_text: str | None = None
+    context_cache: ContextCache = ContextCache.AUTO
     debug: bool = False
 
 
@@ -98,6 +102,7 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         check_positive(flag, value)
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))  # repeated -m: duplicates dropped, in order
     check_request_settings(models, args.temperature, args.max_output_tokens)
+    context_files = _context_files(args)
     options = RunOptions(
         cache_path=args.cache,
         shard=Shard.parse(args.shard) if args.shard is not None else None,
@@ -135,10 +140,26 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         max_download=parse_size("--max-download", args.max_download)
         if args.max_download is not None
         else None,
+        context_files=context_files,
+        context_text=args.context_text,
+        context_cache=args.context_cache,
     )
     if not options.dry_run and not options.api_key:
         raise UsageError(NO_API_KEY)  # here, before the run machinery and the SDK are imported
     return options
+
+
+def _context_files(args: RunArgs) -> tuple[str, ...]:
+    """--context files in order (a file named twice is sent once); stdin is refused: the rows may be on it,
+    and a batch collected later could not read it again."""
+    files = tuple(dict.fromkeys(args.context or ()))
+    if "-" in files:
+        raise UsageError("--context -: stdin cannot be shared context; save it to a file and name that")
+    if args.context_text is not None and not args.context_text.strip():
+        raise UsageError("--context-text is empty")
+    if args.context_cache is not ContextCache.AUTO and not (files or args.context_text):
+        raise UsageError("--context-cache works only with --context or --context-text")
+    return files
 
 
 def _batch_options(args: RunArgs) -> BatchOptions | None:

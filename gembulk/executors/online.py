@@ -9,12 +9,14 @@ from dataclasses import replace
 
 from gembulk.budget import Budget
 from gembulk.client import GeminiClient
+from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
 from gembulk.media import AttachmentFailed, MediaResolver
 from gembulk.records import CallFailed, Outcome, PromptRequest
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
 from gembulk.scheduler import Scheduler
+from gembulk.settings import GenerationSettings
 from gembulk.stats import RunStats
 from gembulk.tokens import TokenEstimate, estimate_tokens
 
@@ -51,8 +53,10 @@ class OnlineExecutor:
         stats: RunStats,
         budget: Budget | None = None,
         media: MediaResolver | None = None,
+        context: ContextRuntime | None = None,
     ) -> None:
         self._client = client
+        self._context = context  # --context: what each request carries for the shared context
         self._scheduler = scheduler
         self._policy = policy
         self._stats = stats
@@ -160,7 +164,13 @@ class OnlineExecutor:
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:
-        tokens = TokenEstimate(estimate_tokens(request.prompt) + self._system_tokens, len(request.media))
+        text = estimate_tokens(request.prompt)
+        # --context: the shared part (the system instruction in it) counts toward the input quota, cached
+        # or not.
+        text += (
+            self._context.shared_tokens(request.model) if self._context is not None else self._system_tokens
+        )
+        tokens = TokenEstimate(text, len(request.media))
         try:
             # Most rows succeed at once: their one attempt skips the retry machinery (tens of µs a row).
             return await self._attempt(request, tokens)
@@ -194,9 +204,25 @@ class OnlineExecutor:
     async def _attempt(self, request: PromptRequest, tokens: TokenEstimate) -> Outcome:
         if self._scheduler.wants_count(request.model):
             await self._count_first(request)
+        context = self._context
+        if context is None:
+            return await self._send(request, tokens, None)
+        while True:
+            settings = context.settings_for(request.model)
+            try:
+                return await self._send(request, tokens, settings)
+            except CallFailed as failure:
+                # The context cache expired or was deleted: recreated once (else inline), and the row is
+                # sent again at once, not counted as a failed attempt.
+                if not await context.recover(request.model, settings, failure):
+                    raise
+
+    async def _send(
+        self, request: PromptRequest, tokens: TokenEstimate, settings: GenerationSettings | None
+    ) -> Outcome:
         async with self._scheduler.slot(request.model, tokens) as ticket:
             try:
-                outcome = await self._client.generate(request.model, request.prompt, request.media)
+                outcome = await self._client.generate(request.model, request.prompt, request.media, settings)
             except CallFailed as failure:
                 self._scheduler.on_failure(ticket, failure)
                 raise

@@ -275,6 +275,7 @@ class FakeServer:
         self.generation.attempts.clear()
         self.files.uploaded_count = self.files.uploaded_bytes = 0
         self.batches.created_count = 0
+        self.caches.reset_counters()
         self.rng = random.Random(self.config.seed)
 
     def snapshot(self) -> dict[str, Any]:
@@ -282,6 +283,7 @@ class FakeServer:
             batches_created=self.batches.created_count,
             files_uploaded=self.files.uploaded_count,
             uploaded_bytes=self.files.uploaded_bytes,
+            **self.caches.counters(),
         )
 
 

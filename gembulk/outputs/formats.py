@@ -23,9 +23,11 @@ CSV_BASE_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "thoughts_tokens",
     "total_tokens",
+    "cached_tokens",
     "model",
 )
-USAGE_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "total_tokens")
+# usage.cached_tokens: the part of the prompt read from a context cache (--context), 0 otherwise.
+USAGE_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "total_tokens", "cached_tokens")
 ERROR_COLUMNS = ("error_code", "error_status", "error_message")
 FINGERPRINT_COLUMN = "fingerprint"
 # An input column whose name a record (or the CSV layout) already uses is written as "input.<name>".
