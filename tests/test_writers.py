@@ -32,7 +32,13 @@ from gembulk.outputs import (
 )
 from gembulk.outputs.resume import record_key
 
-USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17, "cached_tokens": 0}
+USAGE = {
+    "prompt_tokens": 10,
+    "output_tokens": 5,
+    "thoughts_tokens": 2,
+    "total_tokens": 17,
+    "cached_tokens": 0,
+}
 
 
 def ok(record_id: str, response: str = "fine", **extra: Any) -> dict[str, Any]:
