@@ -13,7 +13,7 @@ from gembulk import jobfile
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import RequestSource
-from gembulk.inputs import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
+from gembulk.inputs import InputSpec, ScanResult, open_input, scan_input, stage_input
 from gembulk.jsonfiles import read_json
 from gembulk.outputs import ExistingOutput, RecordKey, detect_output_format, load_existing
 from gembulk.pricing import PriceTable, load_prices
@@ -51,23 +51,19 @@ async def prepare(options: RunOptions) -> Prepared:
     schema = _load_schema(options.json_schema_path)
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file
-    spool = None
-    fmt = detect_format(options.input, options.input_format)
-    if options.input == "-" and options.stdin_copy is not None:
-        if not os.path.isfile(options.stdin_copy):
-            raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
-        spec = InputSpec(
-            path=options.stdin_copy, format=fmt, id_column=options.id_column, display_name="<stdin>"
-        )
-    elif options.input == "-":
-        # A batch run keeps its stdin beside OUT for `batch wait|fetch`: spool it there to link it.
-        beside = os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None
-        spool = await spool_stdin(beside if options.batch is not None else None)
-        spec = InputSpec(path=spool, format=fmt, id_column=options.id_column, display_name="<stdin>")
-    else:
-        if not os.path.isfile(options.input):
-            raise InputError(f"{options.input}: no such file")
-        spec = InputSpec(path=options.input, format=fmt, id_column=options.id_column)
+    if options.input == "-" and options.stdin_copy is not None and not os.path.isfile(options.stdin_copy):
+        raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
+    # A batch run keeps a stdin or pipe input beside OUT for `batch wait|fetch`: spool it there to link it.
+    beside = os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None
+    staged = await stage_input(
+        options.input,
+        options.input_format,
+        id_column=options.id_column,
+        delimiter=options.delimiter,
+        kept_copy=options.stdin_copy,
+        spool_dir=beside if options.batch is not None else None,
+    )
+    spec, spool, fmt = staged.spec, staged.spool, staged.spec.format
     try:
         source = await open_input(spec)
         try:
@@ -85,7 +81,7 @@ async def prepare(options: RunOptions) -> Prepared:
         scan = await scan_input(spec, template.fields)
         attach = None
         if options.attach:
-            attach = _attach_spec(options)
+            attach = _attach_spec(options, staged.stream)
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
@@ -97,7 +93,7 @@ async def prepare(options: RunOptions) -> Prepared:
         if options.attach:  # only when used, so outputs written before --attach existed still match
             generation["attach"] = list(options.attach)
         identity = jobfile.JobIdentity(
-            input=_input_identity(options, scan),
+            input=_input_identity(options, scan, staged.stream),
             template=template.source,
             model=",".join(options.models),
             system=options.generation.system,
@@ -131,11 +127,11 @@ def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
         )
 
 
-def _attach_spec(options: RunOptions) -> AttachSpec:
+def _attach_spec(options: RunOptions, stream: bool) -> AttachSpec:
     root = options.attach_root
     if root is not None and not os.path.isdir(root):
         raise UsageError(f"--attach-root {root}: no such directory")
-    return AttachSpec.for_input(options.attach, None if options.input == "-" else options.input, root)
+    return AttachSpec.for_input(options.attach, None if stream else options.input, root)
 
 
 async def _check_attachments(spec: InputSpec, attach: AttachSpec, options: RunOptions) -> None:
@@ -172,8 +168,8 @@ def _load_schema(path: str | None) -> dict[str, Any] | None:
     return schema
 
 
-def _input_identity(options: RunOptions, scan: ScanResult) -> str:
-    if options.input == "-":
+def _input_identity(options: RunOptions, scan: ScanResult, stream: bool) -> str:
+    if stream:  # stdin or a pipe: what identifies it is its content
         return f"<stdin>:{scan.sha256}"
     return os.path.abspath(options.input)
 

@@ -54,10 +54,15 @@ def summary(rows: list[InputRow]) -> list[tuple[str, int, dict]]:
         ("x.jsonl", "jsonl"),
         ("x.NDJSON", "jsonl"),
         ("notes.txt", "txt"),
-        ("-", "jsonl"),
+        ("rows.json", "json"),
+        ("rows.parquet", "parquet"),
+        ("rows.csv.gz", "csv"),
+        ("rows.JSONL.ZST", "jsonl"),
+        ("rows.tsv.zstd", "tsv"),
+        ("-", None),  # the content decides
     ],
 )
-def test_detect_format_by_extension(path: str, expected: str) -> None:
+def test_detect_format_by_extension(path: str, expected: str | None) -> None:
     assert detect_format(path, None) == expected
 
 

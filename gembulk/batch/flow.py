@@ -23,7 +23,7 @@ from gembulk.stats import RunResult, RunStats
 def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
     assert options.batch is not None
     generation = options.generation
-    stdin = options.input == "-"
+    stdin = options.input == "-" or prepared.spool is not None  # a pipe is kept like stdin
     return BatchState(
         output=os.path.abspath(options.output) if options.output != "-" else "-",
         output_format=prepared.output_format,
@@ -31,6 +31,7 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         input_path=None if stdin else os.path.abspath(options.input),
         stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and options.output != "-" else None,
         input_format=prepared.spec.format,
+        delimiter=prepared.spec.delimiter,
         id_column=prepared.scan.id_column,
         input_sha256=prepared.scan.sha256,
         rows=prepared.scan.row_count,
@@ -126,6 +127,7 @@ def options_from_state(
         stdin_copy=state.stdin_copy,
         output=output,
         input_format=state.input_format,
+        delimiter=state.delimiter,
         output_format=state.output_format if os.path.abspath(output) == state.output else None,
         template=state.template,
         id_column=state.id_column,

@@ -51,8 +51,8 @@ class BatchState:
     output: str  # absolute path of OUT
     output_format: str
     identity: JobIdentity  # the same job identity as OUT's .gembulk.json
-    input_path: str | None  # absolute path of the input file; None when it was stdin
-    stdin_copy: str | None  # the kept copy of stdin beside OUT (deleted after the fetch)
+    input_path: str | None  # absolute path of the input file; None when it was stdin or a pipe
+    stdin_copy: str | None  # the kept copy of stdin or of a pipe beside OUT (deleted after the fetch)
     input_format: str
     id_column: str | None
     input_sha256: str  # fingerprint of the input bytes at submission
@@ -76,6 +76,7 @@ class BatchState:
     attach_root: str | None = None  # the folder local attachments were confined to (resolved)
     allow_private_urls: bool = False  # --allow-private-urls of the run
     max_download: int | None = None  # the largest URL attachment of the run (None: the default)
+    delimiter: str | None = None  # --delimiter of the run (None: the format's own, or told from the header)
     version: int = field(default=VERSION)
 
     def model_of(self, job: JobRef) -> str:

@@ -1,4 +1,4 @@
-"""The opened input: CSV/TSV/JSONL/TXT files or stdin in, InputRow values with checked ids out."""
+"""The opened input: a file of any input format (or stdin) in, InputRow values with checked ids out."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gembulk.errors import InputError
-from gembulk.inputs.formats import make_parser
+from gembulk.inputs.formats import PER_ROW_FIELDS, make_parser
 from gembulk.inputs.ids import IdChecker, resolve_id_column
 from gembulk.inputs.parser import Parser
-from gembulk.inputs.stream import ByteSource, text_chunks
+from gembulk.inputs.stream import ByteSource
 from gembulk.records import InputRow
 
 STDIN_NAME = "<stdin>"
@@ -21,9 +21,10 @@ class InputSpec:
     """Where the input is and how to read it."""
 
     path: str  # a path, or "-" for stdin
-    format: str  # csv|tsv|jsonl|txt
+    format: str  # one of formats.FORMATS
     id_column: str | None = None  # None: the "id" column when present, else the data-row number
     display_name: str | None = None  # how messages name the input (e.g. "<stdin>" for a spooled copy)
+    delimiter: str | None = None  # CSV/TSV field delimiter (None: TAB for TSV, told from the header for CSV)
 
     @property
     def name(self) -> str:
@@ -83,8 +84,9 @@ class InputSource:
             for row in batch:
                 yield row
 
-    def sha256(self) -> str:
-        """Hex digest of the bytes read so far (the whole input once the rows are exhausted)."""
+    async def sha256(self) -> str:
+        """Hex digest of the input's stored bytes (read to the end for it when the rows did not)."""
+        await self._source.drain()
         return self._source.hexdigest()
 
     async def aclose(self) -> None:
@@ -98,13 +100,13 @@ class InputSource:
 
 
 async def _open(spec: InputSpec, check_unique_ids: bool = True) -> InputSource:
-    source = ByteSource(spec.path)
+    source = ByteSource(spec.path, spec.name)
     try:
         await source.open()
     except OSError as exc:
         raise InputError(f"{spec.name}: cannot open input: {exc.strerror or exc}") from None
     try:
-        parser = make_parser(spec.format, text_chunks(source, spec.name), spec.name)
+        parser = make_parser(spec.format, source, spec.name, spec.delimiter)
         await parser.start()
         id_column = resolve_id_column(spec.name, spec.id_column, parser.columns, parser.header_line)
     except BaseException:
@@ -166,7 +168,7 @@ async def scan_input(spec: InputSpec, required_columns: Iterable[str] = ()) -> S
     """Read the whole input once, validating every row, so bad input is refused before any request."""
     required = list(dict.fromkeys(required_columns))
     async with open_input(spec) as source:
-        per_row = spec.format == "jsonl"  # other formats have the same fields on every row
+        per_row = spec.format in PER_ROW_FIELDS  # other formats have the same fields on every row
         if not per_row:
             _check_header_has(source, required)
         count = 0
@@ -174,4 +176,4 @@ async def scan_input(spec: InputSpec, required_columns: Iterable[str] = ()) -> S
             if per_row and required:
                 _check_row_has(spec.name, batch, required)
             count += len(batch)
-        return ScanResult(source.columns, source.id_column, count, source.sha256())
+        return ScanResult(source.columns, source.id_column, count, await source.sha256())
