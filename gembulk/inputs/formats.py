@@ -76,7 +76,7 @@ async def sniff_format(path: str, name: str) -> str:
         head = b""
         while len(head) < _SNIFF_LIMIT and (chunk := await source.read()):
             head += chunk
-            if head.startswith(PARQUET_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n"):
+            if len(head.lstrip(b"\xef\xbb\xbf \t\r\n")) >= 64:
                 break
     finally:
         await source.close()

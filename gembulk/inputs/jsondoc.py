@@ -32,11 +32,14 @@ class _Reader:
         self.text = ""
         self.pos = 0
         self.line = 1  # the line at self.pos
+        self._column0 = 0  # the 0-based column of text[0] (the text before it has been dropped)
         self.ended = False
 
     async def _more(self, at_least: int = 1) -> bool:
         """Read until at_least more characters arrived (doubling the wait for a large value keeps the
         retries of one value linear in its size); False at the end of the input."""
+        newline = self.text.rfind("\n", 0, self.pos)
+        self._column0 = self.pos - newline - 1 if newline >= 0 else self._column0 + self.pos
         self.text = self.text[self.pos :]
         self.pos = 0
         got = 0
@@ -89,7 +92,8 @@ class _Reader:
 
     def _fail(self, exc: json.JSONDecodeError) -> NoReturn:
         line = self.line + self.text.count("\n", self.pos, exc.pos)
-        column = exc.pos - self.text.rfind("\n", 0, exc.pos)
+        newline = self.text.rfind("\n", 0, exc.pos)
+        column = exc.pos - newline if newline >= 0 else self._column0 + exc.pos + 1
         raise InputError(f"{self._name}:{line}: not valid JSON: {exc.msg} (column {column})")
 
 

@@ -50,10 +50,11 @@ class _HashedRaw:
         return chunk
 
     def read(self, size: int = -1) -> bytes:
+        size = size if size > 0 else CHUNK_SIZE
         if self._unread:
-            chunk, self._unread = self._unread, b""
+            chunk, self._unread = self._unread[:size], self._unread[size:]
             return chunk
-        return self._raw(size if size > 0 else CHUNK_SIZE)
+        return self._raw(size)
 
     def close(self) -> None:
         if self._file is not sys.stdin.buffer:
@@ -120,7 +121,8 @@ def content_hint(head: bytes, compression: str | None) -> str:
     """Why text that is not UTF-8 may be something else, from its first bytes ("" when nothing fits)."""
     inside = f" inside the {compression} data" if compression else ""
     if head.startswith((GZIP_MAGIC, ZSTD_MAGIC)):
-        return f"; the data{inside} is compressed again: decompress it once first"
+        again = " again" if compression else ""
+        return f"; it{inside} is compressed{again}: gembulk unpacks one layer, so decompress it once first"
     if head.startswith(b"PK\x03\x04"):
         return f"; it{inside} looks like a ZIP archive (an .xlsx workbook?): export or unpack it as CSV first"
     if head.startswith(b"BZh"):
