@@ -8,7 +8,7 @@ from typing import Any
 
 from gembulk.errors import InputError
 from gembulk.inputs.formats import PER_ROW_FIELDS, make_parser
-from gembulk.inputs.ids import IdChecker, resolve_id_column
+from gembulk.inputs.ids import IdChecker, first_repeat, resolve_id_column
 from gembulk.inputs.parser import Parser
 from gembulk.inputs.stream import ByteSource
 from gembulk.records import InputRow
@@ -61,7 +61,9 @@ class InputSource:
         self.header_line = parser.header_line
         self._source = source
         self._parser = parser
-        self._ids = IdChecker(spec.name, id_column, unique=check_unique_ids)
+        # An input that cannot be read a second time keeps its ids to find a repeat in one pass.
+        self._ids = IdChecker(spec.name, id_column, unique=check_unique_ids, exact=spec.path == "-")
+        self._check_repeats = check_unique_ids and id_column is not None and spec.path != "-"
         self._started = False
 
     async def row_batches(self) -> AsyncIterator[list[InputRow]]:
@@ -77,6 +79,10 @@ class InputSource:
                 index += 1
                 rows.append(InputRow(id_for(line, index, fields), fields, line, index))
             yield rows
+        if self._check_repeats:
+            repeated = self._ids.repeated_hashes()
+            if repeated:
+                await _refuse_repeat(self.spec, repeated)
 
     async def rows(self) -> AsyncIterator[InputRow]:
         """Every data row in order, streamed in one pass."""
@@ -97,6 +103,14 @@ class InputSource:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _refuse_repeat(spec: InputSpec, repeated: set[int]) -> None:
+    """Read the input again for the ids whose hash was seen twice, and refuse the first one repeated."""
+    seen: dict[str, int] = {}
+    async with open_input(spec, check_unique_ids=False) as source:
+        async for batch in source.row_batches():
+            first_repeat(spec.name, [(row.id, row.line) for row in batch if hash(row.id) in repeated], seen)
 
 
 async def _open(spec: InputSpec, check_unique_ids: bool = True) -> InputSource:
@@ -138,8 +152,9 @@ class _OpeningInput:
 def open_input(spec: InputSpec, *, check_unique_ids: bool = True) -> _OpeningInput:
     """Open an input and read its header: `src = await open_input(spec)` or `async with open_input(spec)`.
 
-    `check_unique_ids=False` skips the repeated-id check, and the memory of one string per id it costs,
-    on passes after a `scan_input` that already made it.
+    `check_unique_ids=False` skips the repeated-id check, and the memory of 8 bytes per id it costs, on
+    passes after a `scan_input` that already made it. With it, a repeated id is refused once the rows are
+    exhausted (the input is then read again up to the repeat, to name both lines).
     """
     return _OpeningInput(spec, check_unique_ids)
 
