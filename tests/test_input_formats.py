@@ -414,6 +414,8 @@ async def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, monkeypat
     [
         (b'{"prompt": "a"}\n', "jsonl"),
         (b"\xef\xbb\xbf\n\n  [\n{}]", "json"),
+        (b'{\n  "prompt": "a"\n}\n{\n  "prompt": "b"\n}\n', "json"),  # jq's output
+        (b'{"prompt": "{"}\n', "jsonl"),
         (gzip.compress(b' [{"prompt": "a"}]'), "json"),
         (b"", "jsonl"),
         (b"PAR1\x00\x00", "parquet"),
@@ -461,3 +463,12 @@ async def test_stage_input_refuses_what_is_not_a_file(tmp_path: Path) -> None:
         await stage_input(str(tmp_path), "csv")
     with pytest.raises(InputError, match=r"nope\.xyz: no such file"):
         await stage_input(str(tmp_path / "nope.xyz"), None)
+
+
+async def test_pretty_printed_json_named_jsonl_points_at_the_json_format(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.jsonl", '{\n  "prompt": "a"\n}\n')
+    with pytest.raises(InputError) as info:
+        await read_rows(path, "jsonl")
+    assert info.value.message.endswith(
+        "; JSON spread over several lines is read with --input-format json (or a .json name)"
+    )

@@ -68,8 +68,9 @@ def detect_format(path: str, explicit: str | None) -> str | None:
 
 
 async def sniff_format(path: str, name: str) -> str:
-    """The format of an input that has no name to go by (stdin, a pipe), from its first bytes:
-    Parquet, a JSON array, JSON lines; text that is none of them is refused with the options that read it."""
+    """The format of an input that has no name to go by (stdin, a pipe), from its first bytes: Parquet,
+    JSON (an array, or pretty-printed objects), JSON lines; other text is refused with the options that
+    read it."""
     source = ByteSource(path, name)
     await source.open()
     try:
@@ -83,10 +84,11 @@ async def sniff_format(path: str, name: str) -> str:
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    first_line = text.split(b"\n", 1)[0].strip()
+    if text.startswith(b"[") or first_line == b"{":  # an array, or objects pretty-printed (jq's output)
+        return "json"
     if not text or text.startswith(b"{"):
         return "jsonl"
-    if text.startswith(b"["):
-        return "json"
     first = text.split(b"\n", 1)[0][:40].decode("utf-8", "replace").rstrip("\r")
     raise InputError(
         f"{name}: cannot tell the input format: it is not JSON (it starts with {first!r}); "
