@@ -68,8 +68,8 @@ InputFormatOpt = Annotated[
     _opt(
         "--input-format",
         panel=INPUT,
-        help="csv, tsv, jsonl, json, txt or parquet (default: from the extension; for stdin, JSON or Parquet "
-        "from the content).",
+        help="csv, tsv, jsonl, json, txt or parquet (default: from the extension; for stdin and pipes, JSON "
+        "or Parquet told from the content).",
     ),
 ]
 DelimiterOpt = Annotated[
