@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q gembulk >/dev/null  # an editable install compiles nothing itself
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
@@ -25,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/python samples/demo.py
 
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q gembulk bench >/dev/null
 	$(BIN)/python -m bench $(BENCH)
 
 lint: $(STAMP)

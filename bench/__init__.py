@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # The benchmarks, in the order a full run takes them.
-BENCHMARKS = ("latency", "quota", "overhead", "memory", "classic", "fake")
+BENCHMARKS = ("latency", "quota", "tokens", "overhead", "memory", "classic", "fake")
 
 
 def available() -> list[str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from gembulk import stdstreams
 from gembulk.startup import long_lived_objects
 
 
 def main() -> NoReturn:
+    stdstreams.guard()  # before anything opens a file: a closed fd 0-2 must not be handed out
     with long_lived_objects():  # see gembulk/startup.py: ~35 ms at start-up, ~150 ms at exit
         from gembulk.cli import main as cli_main
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -12,6 +11,7 @@ from typing import Any
 from gembulk import filemodes
 from gembulk.errors import UsageError
 from gembulk.records import Outcome, Usage
+from gembulk.requestkey import request_digest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -23,19 +23,13 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def cache_key(model: str, request: dict[str, Any], attachments: Sequence[str] = ()) -> str:
-    """The full request decides a hit: model, contents, system instruction and generation config, and
-    each attachment's identity (a local file's content hash, a URL, a files/… name)."""
-    keyed: dict[str, Any] = {"model": model.removeprefix("models/"), "request": request}
-    if attachments:  # absent otherwise, so the keys of prompt-only requests stay as they were
-        keyed["attachments"] = list(attachments)
-    canonical = json.dumps(
-        keyed,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def cache_key(
+    model: str, request: dict[str, Any], attachments: Sequence[str] = (), context: str | None = None
+) -> str:
+    """The full request decides a hit: the canonical request of gembulk.requestkey (the shared context's
+    content hash included), whose digest also gives every record its fingerprint, so a cache hit and a
+    resumed row always mean the same request."""
+    return request_digest(model, request, attachments, context)
 
 
 class ResponseCache:

@@ -46,12 +46,14 @@ class Downloader:
         spool_above: int,
         allow_private: bool = False,
         scratch_dir: str | None = None,
+        scratch_prefix: str = ".gembulk-media-",  # beside OUT: named so the next run removes leftovers
         connect_timeout: float = 30.0,
     ) -> None:
         self._max_bytes = max_bytes
         self._spool_above = spool_above
         self._allow_private = allow_private
         self._scratch_dir = scratch_dir
+        self._scratch_prefix = scratch_prefix
         self._connect_timeout = connect_timeout
         self._direct: aiohttp.ClientSession | None = None
         self._proxied: aiohttp.ClientSession | None = None
@@ -158,7 +160,9 @@ class Downloader:
                     raise self._too_large(attachment)
                 if handle is None and size > self._spool_above:
                     # Too big to inline: it will be uploaded from disk, so it need not sit in memory.
-                    fd, path = tempfile.mkstemp(prefix=".gembulk-media-", dir=self._scratch_dir)
+                    fd, path = tempfile.mkstemp(
+                        prefix=self._scratch_prefix, suffix=".gembulk-tmp", dir=self._scratch_dir
+                    )
                     handle = os.fdopen(fd, "wb")
                     await asyncio.to_thread(handle.write, bytes(buffer))
                     buffer = bytearray()

@@ -3,55 +3,135 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field, replace
 
-from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import sized_for_context
 from gembulk.errors import FatalAPIError
+from gembulk.modelinfo import PROMPT_TOO_LONG, PromptSizeCheck, request_checks
 from gembulk.observer import RunObserver
+from gembulk.outputs import Resume
 from gembulk.prepare import Prepared, pending_requests
 from gembulk.pricing import PriceTable
-from gembulk.records import CallFailed, Usage
+from gembulk.records import CallFailed, Outcome, PromptRequest, Usage
 from gembulk.settings import RunOptions
+from gembulk.tokens import MEDIA_TOKENS, estimate_tokens
 
 DRY_RUN_SAMPLES = 3  # prompts shown
+SHOWN_CHARACTERS = 2000  # of each prompt shown
 TOKEN_SAMPLE = 20  # prompts counted with countTokens (all of them when there are no more)
 
 
 async def dry_run(options: RunOptions, prepared: Prepared, observer: RunObserver) -> None:
-    """Show the first prompts, count the rows and estimate tokens and cost; send no generation request."""
-    done = prepared.existing.done if prepared.existing else frozenset()
-    sample: list[str] = []
-    to_send = 0
-    characters = 0
-    per_model = dict.fromkeys(options.models, 0)
-    attachments = 0
-    async for request in pending_requests(prepared, options, done, None):
-        to_send += 1
-        per_model[request.model] += 1
-        characters += len(request.prompt)
-        attachments += len(request.attachments)
-        if len(sample) < TOKEN_SAMPLE:
-            sample.append(request.prompt)
-        if to_send <= DRY_RUN_SAMPLES:
+    """Show the first prompts, count the rows and estimate tokens and cost; send no generation request.
+
+    With an API key the models are looked up (models.get) and the tokens counted (countTokens); without
+    one the shipped limits and a local estimate serve.
+    """
+    client = _client(options) if options.api_key else contextlib.nullcontext(None)
+    async with client as counting:
+        check = await request_checks(
+            counting, options.models, options.generation.system, options.generation.max_output_tokens
+        )
+        rows = await _scan(options, prepared, observer, sized_for_context(check, prepared.context))
+        name = prepared.spec.display_name or prepared.spec.path
+        failing = "".join(f", {_unsent(status, count)}" for status, count in rows.unsendable.items())
+        observer.message(
+            f"dry run: {prepared.total} rows in {name}, {rows.to_send} to send{failing}, "
+            f"{prepared.total - rows.to_send - sum(rows.unsendable.values())} already done; nothing was sent"
+        )
+        if rows.to_send:
+            await _show_cost(options, prepared, observer, counting, rows)
+    if prepared.context is not None and rows.to_send:  # its tokens and cost come on top of the rows' own
+        from gembulk.context.preview import preview
+
+        for line in await preview(options, prepared.context, rows.per_model, prepared.prices):
+            observer.message(line)
+
+
+@dataclass
+class _Rows:
+    """What the dry run saw of the requests still to send."""
+
+    to_send: int = 0
+    unsendable: dict[str, int] = field(default_factory=dict)  # rows that would fail unsent, by status
+    characters: int = 0
+    attachments: int = 0
+    sample: list[str] = field(default_factory=list)  # prompts to count tokens on
+    per_model: dict[str, int] = field(default_factory=dict)
+
+
+async def _scan(
+    options: RunOptions, prepared: Prepared, observer: RunObserver, check: PromptSizeCheck | None
+) -> _Rows:
+    rows = _Rows(per_model=dict.fromkeys(options.models, 0))
+
+    async def unsendable(request: PromptRequest, outcome: Outcome) -> None:
+        error = outcome.error
+        assert error is not None
+        if error.status not in rows.unsendable:
+            observer.message(f"row {request.id} would fail unsent: {error.status}: {error.message}")
+        rows.unsendable[error.status] = rows.unsendable.get(error.status, 0) + 1
+
+    resume = Resume(prepared.existing)
+    async for request in pending_requests(prepared, options, resume, None, unsendable, check):
+        rows.to_send += 1
+        rows.per_model[request.model] += 1
+        rows.characters += len(request.prompt)
+        rows.attachments += len(request.attachments)
+        if len(rows.sample) < TOKEN_SAMPLE:
+            rows.sample.append(request.prompt)
+        if rows.to_send <= DRY_RUN_SAMPLES:
             media = "".join(f"\n[attached: {a.value}]" for a in request.attachments)
-            observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{request.prompt}")
-    name = prepared.spec.display_name or prepared.spec.path
-    observer.message(
-        f"dry run: {prepared.total} rows in {name}, {to_send} to send, "
-        f"{prepared.total - to_send} already done; nothing was sent"
+            observer.message(f"--- row {request.id} ({request.model}) ---{media}\n{_shown(request.prompt)}")
+    return rows
+
+
+async def _show_cost(
+    options: RunOptions,
+    prepared: Prepared,
+    observer: RunObserver,
+    client: GeminiClient | None,
+    rows: _Rows,
+) -> None:
+    if prepared.context is not None:  # the system instruction is counted with the shared context
+        options = replace(options, generation=replace(options.generation, system=None))
+    estimate = await _estimate_tokens(options, client, rows.sample, rows.to_send, rows.characters)
+    if rows.attachments:
+        estimate = TokenEstimate(
+            estimate.input_tokens + rows.attachments * MEDIA_TOKENS,
+            f"{estimate.how}; plus {rows.attachments:,} attachments at ~{MEDIA_TOKENS} tokens each, an "
+            "image's count (audio, video and long PDFs cost more)",
+        )
+    for model, count in rows.per_model.items():
+        share = TokenEstimate(round(estimate.input_tokens * count / rows.to_send), estimate.how)
+        prefix = f"{model}: " if len(rows.per_model) > 1 else ""
+        observer.message(prefix + cost_estimate(options, model, prepared.prices, share, count))
+
+
+def _unsent(status: str, count: int) -> str:
+    if status == PROMPT_TOO_LONG:
+        return f"{count} too long to send ({status})"
+    return f"{count} would fail unsent ({status})"
+
+
+def _shown(prompt: str) -> str:
+    """A prompt as the dry run shows it: a cell of megabytes is cut, with the length said."""
+    if len(prompt) <= SHOWN_CHARACTERS:
+        return prompt
+    return f"{prompt[:SHOWN_CHARACTERS]}… ({len(prompt) - SHOWN_CHARACTERS:,} more characters)"
+
+
+def _client(options: RunOptions) -> GeminiClient:
+    assert options.api_key is not None
+    return GeminiClient(
+        api_key=options.api_key,
+        base_url=options.base_url,
+        max_connections=8,
+        timeout=options.timeout,
+        settings=options.generation,
     )
-    if to_send:
-        estimate = await _estimate_tokens(options, sample, to_send, characters)
-        if attachments:
-            estimate = TokenEstimate(
-                estimate.input_tokens + attachments * MEDIA_TOKENS,
-                f"{estimate.how}; plus {attachments:,} attachments at ~{MEDIA_TOKENS} tokens each, an "
-                "image's count (audio, video and long PDFs cost more)",
-            )
-        for model, rows in per_model.items():
-            share = TokenEstimate(round(estimate.input_tokens * rows / to_send), estimate.how)
-            prefix = f"{model}: " if len(per_model) > 1 else ""
-            observer.message(prefix + cost_estimate(options, model, prepared.prices, share, rows))
 
 
 @dataclass(frozen=True)
@@ -61,30 +141,23 @@ class TokenEstimate:
 
 
 async def _estimate_tokens(
-    options: RunOptions, sample: list[str], rows: int, characters: int
+    options: RunOptions, client: GeminiClient | None, sample: list[str], rows: int, characters: int
 ) -> TokenEstimate:
     """countTokens on a sample (every prompt when there are few), extrapolated by characters."""
     system = options.generation.system
-    if not options.api_key:
+    if client is None:
         local = sum(estimate_tokens(p) for p in sample) * characters / max(1, sum(map(len, sample)))
         local += rows * (estimate_tokens(system) if system else 0)
         return TokenEstimate(
             int(local), "estimated locally at ~4 characters a token (no API key for countTokens)"
         )
-    async with GeminiClient(
-        api_key=options.api_key,
-        base_url=options.base_url,
-        max_connections=8,
-        timeout=options.timeout,
-        settings=options.generation,
-    ) as client:
-        try:
-            counts = await asyncio.gather(*(client.count_tokens(options.model, p) for p in sample))
-            system_tokens = await client.count_tokens(options.model, system) if system else 0
-        except CallFailed as failure:
-            raise FatalAPIError(
-                f"countTokens failed: {failure.code} {failure.status}: {failure.message}"
-            ) from None
+    try:
+        counts = await asyncio.gather(*(client.count_tokens(options.model, p) for p in sample))
+        system_tokens = await client.count_tokens(options.model, system) if system else 0
+    except CallFailed as failure:
+        raise FatalAPIError(
+            f"countTokens failed: {failure.code} {failure.status}: {failure.message}"
+        ) from None
     counted = sum(counts)
     exact = len(sample) == rows
     total = counted if exact else counted * characters / max(1, sum(map(len, sample)))

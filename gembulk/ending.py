@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from gembulk.errors import ExitCode, GembulkError
 from gembulk.executors import Executor
 from gembulk.executors.online import OnlineExecutor
+from gembulk.outputs import output_target
 from gembulk.settings import RunOptions
 from gembulk.stats import RunStats
 
@@ -53,9 +54,10 @@ def resume_hint(options: RunOptions, stats: RunStats, executor: Executor | None 
             "the batch jobs have ended; run the same command again to collect their results into "
             f"{options.output}"
         )
+    resumable = output_target(options.output).resumable
     if jobs:
         listed = ", ".join(jobs)
-        if options.output == "-":
+        if not resumable:
             return (
                 f"the batch jobs keep running on the service ({listed}); fetch their results later with "
                 "`gembulk batch fetch JOB -o FILE`"
@@ -68,8 +70,9 @@ def resume_hint(options: RunOptions, stats: RunStats, executor: Executor | None 
             f"for them, or later: gembulk batch fetch {state_file} -o {options.output}"
         )
     finished = stats.ok + stats.failed
-    if options.output == "-":
-        return f"{finished} rows were written to stdout; use -o FILE to make a run resumable"
+    if not resumable:
+        where = "stdout" if options.output == "-" else options.output
+        return f"{finished} rows were written to {where}; use -o FILE to make a run resumable"
     return (
         f"{finished} rows were saved to {options.output}; run the same command again to finish "
         f"the remaining {stats.remaining} rows without paying for finished ones"

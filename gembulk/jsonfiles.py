@@ -57,8 +57,10 @@ def replaced_atomically(
     fsync_directory(directory)
 
 
-def write_json_atomic(path: str, payload: Any, *, sort_keys: bool = False) -> None:
-    """The payload as indented JSON, replacing `path` atomically."""
+def write_json_atomic(
+    path: str, payload: Any, *, sort_keys: bool = False, prefix: str = ".gembulk-", suffix: str = ".tmp"
+) -> None:
+    """The payload as indented JSON, replacing `path` atomically (the temp file named prefix…suffix)."""
     text = json.dumps(payload, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
-    with replaced_atomically(path) as handle:
+    with replaced_atomically(path, prefix=prefix, suffix=suffix) as handle:
         handle.write(text.encode("utf-8"))

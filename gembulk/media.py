@@ -77,6 +77,7 @@ class MediaResolver:
         downloads: int,
         timeout: float | None = None,
         scratch_dir: str | None = None,
+        scratch_prefix: str = ".gembulk-media-",
         max_download: int | None = None,
         allow_private_urls: bool = False,
     ) -> None:
@@ -92,6 +93,7 @@ class MediaResolver:
             spool_above=inline_limit,
             allow_private=allow_private_urls,
             scratch_dir=scratch_dir,
+            scratch_prefix=scratch_prefix,
         )
         self._uploads = _Once()
         self._lookups = _Once()

@@ -1,27 +1,53 @@
-"""What is checked before the first request (input, template, schema, output, identity); the row passes."""
+"""What is checked before the first request (input, template, schema, output); the request passes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from gembulk import jobfile
-from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns
+from gembulk import stdstreams
+from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, identity
+from gembulk.context import SharedContext, load_context
 from gembulk.errors import InputError, StateFileError, UsageError
-from gembulk.executors import RequestSource
-from gembulk.inputs import InputSpec, ScanResult, open_input, scan_input, stage_input
+from gembulk.executors import Emit, RequestSource
+from gembulk.inputs import (
+    PER_ROW_FIELDS,
+    InputSpec,
+    ScanResult,
+    StagedInput,
+    open_input,
+    scan_input,
+    stage_input,
+)
 from gembulk.jsonfiles import read_json
-from gembulk.outputs import ExistingOutput, RecordKey, detect_output_format, load_existing
+from gembulk.outputs import (
+    ExistingOutput,
+    OutputKind,
+    OutputTarget,
+    Resume,
+    check_csv_header,
+    check_output,
+    csv_columns,
+    detect_output_format,
+    load_existing,
+    output_target,
+)
+from gembulk.outputs.target import temp_prefix
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
-from gembulk.records import Attachment, PromptRequest
-from gembulk.settings import NO_API_KEY, BatchMode, RunOptions, schema_summary
+from gembulk.records import Attachment, InputRow, Outcome, PromptRequest, RowError
+from gembulk.requestkey import RequestDigests, fingerprint_of
+from gembulk.settings import NO_API_KEY, BatchMode, GenerationSettings, RunOptions
 from gembulk.shard import Shard
 from gembulk.stats import RunStats
+
+NO_PLACEHOLDER = "the template has no {placeholder}: every row gets the same prompt"
+MISSING_VALUE = "MISSING_VALUE"  # a row without a value for a placeholder: failed, never sent
+EMPTY_PROMPT = "EMPTY_PROMPT"  # a row whose prompt is empty and has no attachment: failed, never sent
 
 
 @dataclass(frozen=True)
@@ -33,36 +59,32 @@ class Prepared:
     template: Template
     schema: dict[str, Any] | None
     output_format: str
-    existing: ExistingOutput | None
-    identity: jobfile.JobIdentity
-    spool: str | None  # temporary copy of stdin, deleted at the end
+    target: OutputTarget  # what -o names: stdout, a stream, or a file (resumed, locked)
+    existing: ExistingOutput | None  # what OUT holds already (None: nothing, or --overwrite)
+    settings: GenerationSettings  # the run's generation settings with the schema: every request's
+    spool: str | None  # temporary copy of stdin or of a pipe, deleted at the end
     prices: PriceTable
     total: int  # records this run is about: rows (of its --shard) times models
     attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
+    warnings: tuple[str, ...] = ()  # said once at the start (and by --dry-run)
+    context: SharedContext | None = None  # --context / --context-text, read and checked
 
 
 async def prepare(options: RunOptions) -> Prepared:
+    target = output_target(options.output)
+    _check_standard_streams(options, target)
     if not options.dry_run and not options.api_key:
         raise UsageError(NO_API_KEY)
-    if options.batch is not None and options.batch.mode is BatchMode.DETACH and options.output == "-":
+    if options.batch is not None and options.batch.mode is BatchMode.DETACH and not target.resumable:
         raise UsageError("--detach needs -o FILE: the batch state file is kept beside it")
+    check_output(target)
     prices = load_prices(options.prices_path)
     _check_cost_options(options, prices)
     schema = _load_schema(options.json_schema_path)
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file
-    if options.input == "-" and options.stdin_copy is not None and not os.path.isfile(options.stdin_copy):
-        raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
-    # A batch run keeps a stdin or pipe input beside OUT for `batch wait|fetch`: spool it there to link it.
-    beside = os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None
-    staged = await stage_input(
-        options.input,
-        options.input_format,
-        id_column=options.id_column,
-        delimiter=options.delimiter,
-        kept_copy=options.stdin_copy,
-        spool_dir=beside if options.batch is not None else None,
-    )
+    settings = replace(options.generation, json_schema=schema) if schema is not None else options.generation
+    staged = await _stage_input(options, target)
     spec, spool, fmt = staged.spec, staged.spool, staged.spec.format
     try:
         source = await open_input(spec)
@@ -70,38 +92,28 @@ async def prepare(options: RunOptions) -> Prepared:
             columns = source.columns
         finally:
             await source.aclose()
+        name = spec.display_name or spec.path
+        # A JSON(L) row need not have the first row's fields: the template is checked against every row's.
         template = prompt_template(
             options.template,
             options.template_file,
             options.prompt_column,
             columns,
             fmt,
-            spec.display_name or spec.path,
+            name,
+            check=fmt not in PER_ROW_FIELDS,
         )
         scan = await scan_input(spec, template.fields)
+        if fmt in PER_ROW_FIELDS:
+            template.check_columns([*columns, *sorted(scan.fields_seen - set(columns))], name)
         attach = None
         if options.attach:
             attach = _attach_spec(options, staged.stream)
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
-        generation: dict[str, Any] = {
-            "temperature": options.generation.temperature,
-            "max_output_tokens": options.generation.max_output_tokens,
-            "schema": schema_summary(schema),
-        }
-        if options.attach:  # only when used, so outputs written before --attach existed still match
-            generation["attach"] = list(options.attach)
-        identity = jobfile.JobIdentity(
-            input=_input_identity(options, scan, staged.stream),
-            template=template.source,
-            model=",".join(options.models),
-            system=options.generation.system,
-            generation=json.dumps(generation, sort_keys=True),
-            id_column=scan.id_column,
-            shard=str(options.shard) if options.shard else None,
-        )
-        existing = await _existing_output(options, output_format, identity)
+        context = _load_context(options)
+        existing = await _existing_output(options, target, output_format, scan, schema is not None)
         rows = await _count_shard(spec, options.shard) if options.shard else scan.row_count
         total = rows * len(options.models)
     except BaseException:
@@ -109,9 +121,66 @@ async def prepare(options: RunOptions) -> Prepared:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spool)
         raise
+    warnings = () if template.fields else (NO_PLACEHOLDER,)
     return Prepared(
-        spec, scan, template, schema, output_format, existing, identity, spool, prices, total, attach
+        spec,
+        scan,
+        template,
+        schema,
+        output_format,
+        target,
+        existing,
+        settings,
+        spool,
+        prices,
+        total,
+        attach,
+        warnings,
+        context,
     )
+
+
+def _load_context(options: RunOptions) -> SharedContext | None:
+    if not options.has_context:
+        return None
+    # Media up to half the inline limit are held to go inline; the row's own attachments need the rest.
+    return load_context(
+        options.context_files,
+        options.context_text,
+        options.generation.system,
+        hold_below=options.inline_limit // 2,
+    )
+
+
+def _check_standard_streams(options: RunOptions, target: OutputTarget) -> None:
+    """A closed stdin cannot give rows, and records for a closed stdout would go nowhere."""
+    closed = stdstreams.closed_at_start()
+    if options.input == "-" and options.stdin_copy is None and stdstreams.STDIN in closed:
+        raise UsageError("stdin is closed: give INPUT as a file, or pipe the rows in")
+    if target.kind is OutputKind.STDOUT and stdstreams.STDOUT in closed and not options.dry_run:
+        raise UsageError("stdout is closed: give -o FILE")
+
+
+async def _stage_input(options: RunOptions, target: OutputTarget) -> StagedInput:
+    """The input to read, and the spooled copy of stdin or of a pipe it may be (deleted by the caller)."""
+    if options.input == "-" and options.stdin_copy is not None and not os.path.isfile(options.stdin_copy):
+        raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
+    # Beside OUT, named so that the next run on OUT removes it if this one is killed (a batch run
+    # also links it there as the copy `batch wait|fetch` reads); a dry run writes nothing beside it.
+    beside = target.directory if target.resumable and not options.dry_run else None
+    try:
+        return await stage_input(
+            options.input,
+            options.input_format,
+            id_column=options.id_column,
+            delimiter=options.delimiter,
+            kept_copy=options.stdin_copy,
+            spool_dir=beside,
+            spool_prefix=temp_prefix(options.output) if beside else "gembulk-stdin-",
+        )
+    except OSError as exc:
+        what, where = "stdin" if options.input == "-" else options.input, beside or "the temporary folder"
+        raise UsageError(f"cannot copy {what} to {where}: {exc.strerror}") from None
 
 
 def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
@@ -168,66 +237,115 @@ def _load_schema(path: str | None) -> dict[str, Any] | None:
     return schema
 
 
-def _input_identity(options: RunOptions, scan: ScanResult, stream: bool) -> str:
-    if stream:  # stdin or a pipe: what identifies it is its content
-        return f"<stdin>:{scan.sha256}"
-    return os.path.abspath(options.input)
-
-
 async def _existing_output(
-    options: RunOptions, output_format: str, identity: jobfile.JobIdentity
+    options: RunOptions, target: OutputTarget, output_format: str, scan: ScanResult, with_parsed: bool
 ) -> ExistingOutput | None:
-    if options.output == "-":
+    if not target.resumable:
         return None
     output = options.output
     if options.input != "-" and os.path.exists(output) and os.path.samefile(output, options.input):
         raise UsageError(f"-o {output} is the input file; choose another output path")
-    check_output_directory(output)
     if options.overwrite or not os.path.exists(output):
         return None
-    jobfile.check_same_job(output, identity)
-    return await load_existing(output, output_format)
+    existing = await load_existing(output, output_format)
+    if existing is not None and output_format == "csv":
+        check_csv_header(output, existing.header, csv_columns(scan.columns, with_parsed, scan.id_column))
+    return existing
 
 
-def check_output_directory(output: str) -> None:
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise UsageError(f"-o {output}: directory {directory} does not exist")
+# Why a request must not be sent (PROMPT_TOO_LONG), or None when it may. A pure function of the request:
+# every pass over the requests (the batch executor takes several, across processes) must agree.
+RequestCheck = Callable[[PromptRequest], RowError | None]
 
 
 def request_source(
-    prepared: Prepared, options: RunOptions, done: frozenset[RecordKey], stats: RunStats
+    prepared: Prepared,
+    options: RunOptions,
+    resume: Resume,
+    stats: RunStats,
+    unsent: Emit | None = None,
+    check: RequestCheck | None = None,
 ) -> RequestSource:
-    """Fresh passes over the rows still to do; finished rows are counted as skipped on the first pass only."""
+    """Fresh passes over the requests still to send. The first pass counts the rows already done as
+    skipped and hands the requests that cannot be sent (MISSING_VALUE, EMPTY_PROMPT, and whatever
+    `check` refuses) to `unsent`; later passes leave both out. No executor ever sees those."""
     passes = 0
 
     def source() -> AsyncIterator[PromptRequest]:
         nonlocal passes
         passes += 1
-        return pending_requests(prepared, options, done, stats if passes == 1 else None)
+        first = passes == 1
+        return pending_requests(
+            prepared, options, resume, stats if first else None, unsent if first else None, check
+        )
 
     return source
 
 
+def unsendable(
+    template: Template, row: InputRow, prompt: str | None, attachments: Sequence[Attachment]
+) -> RowError | None:
+    """Why a row is not sent (its record fails with this), or None; `prompt` is None until rendered."""
+    if prompt is None:
+        missing = template.missing(row.fields)
+        if not missing:
+            return None
+        names = ", ".join(missing)
+        return RowError(MISSING_VALUE, f"no value for {names} in this row (the field is null or absent)")
+    if not attachments and not prompt.strip():
+        return RowError(EMPTY_PROMPT, "the prompt is empty for this row, and it has no attachment")
+    return None
+
+
+def _identities(attachments: Sequence[Attachment]) -> list[str]:
+    return [identity(a) for a in attachments]
+
+
 async def pending_requests(
-    prepared: Prepared, options: RunOptions, done: frozenset[RecordKey], stats: RunStats | None
+    prepared: Prepared,
+    options: RunOptions,
+    resume: Resume,
+    stats: RunStats | None,
+    unsent: Emit | None = None,
+    check: RequestCheck | None = None,
 ) -> AsyncIterator[PromptRequest]:
+    """The requests to send, in input order: each row on each model, with the digest of its canonical
+    request; a request whose fingerprint a success record of its (id, model) carries is skipped."""
+    counting = stats is not None
+    context = prepared.context.sha256 if prepared.context is not None else None
+    digests = {model: RequestDigests(prepared.settings, model, context) for model in options.models}
+    template = prepared.template
     # _prepare's scan refused repeated ids already: this pass need not hold every id again.
     source = await open_input(prepared.spec, check_unique_ids=False)
     try:
         async for row in source.rows():
             if options.shard is not None and not options.shard.owns(row.id):
                 continue
-            prompt = None  # rendered only for a row that still has work: a resumed run skips most
-            attachments: tuple[Attachment, ...] = ()
+            attachments = prepared.attach.of(row) if prepared.attach is not None else ()
+            problem = unsendable(template, row, None, attachments)
+            prompt = "" if problem is not None else template.render(row.fields)
+            problem = problem or unsendable(template, row, prompt, attachments)
+            if problem is not None:
+                for model in options.models:
+                    resume.sending(row.id, model, counting=counting)
+                    if unsent is not None:
+                        await unsent(PromptRequest(row, prompt, model), Outcome(text=None, error=problem))
+                continue
+            identities: Sequence[str] = ()
+            if attachments:  # a local file is identified by its content: hashed off the event loop
+                identities = await asyncio.to_thread(_identities, attachments)
             for model in options.models:
-                if (row.id, model) in done:
+                key = digests[model].digest(prompt, identities)
+                if resume.done(row.id, model, fingerprint_of(key), counting=counting):
                     if stats is not None:
                         stats.skipped += 1
                     continue
-                if prompt is None:
-                    prompt = prepared.template.render(row.fields)
-                    attachments = prepared.attach.of(row) if prepared.attach is not None else ()
-                yield PromptRequest(row=row, prompt=prompt, model=model, attachments=attachments)
+                resume.sending(row.id, model, counting=counting)
+                request = PromptRequest(row, prompt, model, attachments, request_key=key)
+                refused = check(request) if check is not None else None
+                if refused is None:
+                    yield request
+                elif unsent is not None:
+                    await unsent(request, Outcome(text=None, error=refused))
     finally:
         await source.aclose()

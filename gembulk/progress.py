@@ -62,6 +62,8 @@ def status_fields(stats: RunStats, elapsed: float) -> dict[str, Any]:
         "output_tokens": stats.output_tokens,
         "cost_usd": round(stats.cost_usd, 6) if stats.cost_known else None,
         "cache_hits": stats.cache_hits,
+        "cached_tokens": stats.cached_tokens,
+        "cache_saved_usd": round(stats.cache_saving_usd - stats.cache_storage_usd, 6),
         "elapsed_s": round(elapsed, 2),
     }
 
@@ -69,6 +71,14 @@ def status_fields(stats: RunStats, elapsed: float) -> dict[str, Any]:
 def money(stats: RunStats) -> str:
     """The spend so far; "?" when a model without a known price answered."""
     return f"${stats.cost_usd:.4f}" if stats.cost_known else f"${stats.cost_usd:.4f} + ? (unpriced model)"
+
+
+def cache_saving(stats: RunStats) -> str:
+    """What context caching saved: cached tokens billed at the cached rate, less the caches' storage."""
+    net = stats.cache_saving_usd - stats.cache_storage_usd
+    storage = f", storage ${stats.cache_storage_usd:.4f}" if stats.cache_storage_usd else ""
+    verb = f"saved ${net:.4f}" if net >= 0 else f"cost ${-net:.4f} more than inline"
+    return f"{stats.cached_tokens:,} cached tokens ({verb}{storage})"
 
 
 def summary_line(stats: RunStats, elapsed: float, outcome: str) -> str:
@@ -80,6 +90,8 @@ def summary_line(stats: RunStats, elapsed: float, outcome: str) -> str:
         parts.append(f"{stats.skipped} already done")
     parts.append(f"{stats.total_tokens:,} tokens")
     parts.append(money(stats))
+    if stats.cached_tokens or stats.cache_storage_usd:
+        parts.append(cache_saving(stats))
     if stats.cache_hits:
         parts.append(f"{stats.cache_hits} from cache")
     parts.append(f"{elapsed:.1f}s")

@@ -173,6 +173,10 @@ class Template:
                 message += f"; did you mean {{{suggestion}}}?"
             raise TemplateError(message)
 
+    def missing(self, fields: Mapping[str, Any]) -> list[str]:
+        """The placeholders this row has no value for (the field is absent or null, as JSONL allows)."""
+        return [name for name in self.fields if fields.get(name) is None]
+
     def render(self, fields: Mapping[str, Any]) -> str:
         out: list[str] = []
         append = out.append
@@ -226,8 +230,11 @@ def prompt_template(
     columns: Sequence[str],
     fmt: str,
     source_name: str,
+    *,
+    check: bool = True,
 ) -> Template:
-    """The template that applies to this input, checked against its columns."""
+    """The template that applies to this input, checked against its columns (unless `check` is False:
+    a JSONL input's rows need not share the first row's fields, so its caller checks after a scan)."""
     if template is not None and template_file is not None:
         raise TemplateError("give either -t/--template or --template-file, not both")
     if prompt_column is not None and (template is not None or template_file is not None):
@@ -240,5 +247,6 @@ def prompt_template(
         chosen = _parse_named(_read_template_file(template_file), f"template file {template_file}")
     else:
         chosen = _default_template(prompt_column, columns, fmt, source_name)
-    chosen.check_columns(columns, source_name)
+    if check:
+        chosen.check_columns(columns, source_name)
     return chosen

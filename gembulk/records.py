@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gembulk.requestkey import FINGERPRINT_DIGITS
+
 
 @dataclass(frozen=True, slots=True)
 class InputRow:
@@ -41,11 +43,22 @@ class MediaPart:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedPart:
+    """One part of the shared context (--context, --context-text), sent before every row's own parts:
+    text, or a medium (inline bytes or an uploaded file)."""
+
+    text: str | None = None
+    media: MediaPart | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PromptRequest:
     """A rendered prompt ready to be sent: the text plus the row it came from.
 
     `attachments` are the row's media references; the media stage turns them into `media` parts
     just before the request is sent, so bytes are held only while a request is in flight.
+    `request_key` is the SHA-256 of the canonical request (gembulk.requestkey): the response cache's key,
+    and its first 16 hex digits are the record's fingerprint. None for a row that is never sent.
     """
 
     row: InputRow
@@ -53,20 +66,27 @@ class PromptRequest:
     model: str
     attachments: tuple[Attachment, ...] = ()
     media: tuple[MediaPart, ...] = ()
+    request_key: str | None = None
 
     @property
     def id(self) -> str:
         return self.row.id
 
+    @property
+    def fingerprint(self) -> str | None:
+        return None if self.request_key is None else self.request_key[:FINGERPRINT_DIGITS]
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one answer (None from the API is counted as 0)."""
+    """Token counts of one answer (None from the API is counted as 0). `cached_tokens` are the part of
+    `prompt_tokens` read from a context cache (usageMetadata.cachedContentTokenCount)."""
 
     prompt_tokens: int = 0
     output_tokens: int = 0
     thoughts_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -74,7 +94,17 @@ class Usage:
             "output_tokens": self.output_tokens,
             "thoughts_tokens": self.thoughts_tokens,
             "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """A model's token limits (None: not known) and where they were read: models.get, or the shipped table."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +139,18 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class QuotaViolation:
-    """One entry of a 429's google.rpc.QuotaFailure: which quota, and its limit when the server says."""
+    """One entry of a 429's google.rpc.QuotaFailure: which quota, and its limit when the server says.
+
+    Real ids and metrics: quotaId
+    `GenerateRequestsPerMinutePerProjectPerModel[-FreeTier]`, `GenerateRequestsPerDayPerProjectPerModel`,
+    `GenerateContentInputTokensPerModelPerMinute[-FreeTier]`; quotaMetric
+    `generativelanguage.googleapis.com/generate_content_{free,paid}_tier_{requests,input_token_count}`.
+    The period is only in the id; what is counted is in both, and the metric is read first.
+    """
 
     quota_id: str
     limit: int | None = None
+    metric: str = ""
 
     @property
     def per_day(self) -> bool:
@@ -124,6 +162,10 @@ class QuotaViolation:
 
     @property
     def tokens(self) -> bool:
+        """An input-token quota (TPM); otherwise a request quota."""
+        metric = self.metric.rsplit("/", 1)[-1]
+        if metric:
+            return "token" in metric
         return "Token" in self.quota_id
 
 
@@ -167,16 +209,39 @@ class AttachmentFailed(Exception):
         self.error = error
 
 
-# Keys every output record has, in this order; input fields with the same names are overwritten.
-RECORD_KEYS = ("id", "response", "error", "finish_reason", "usage", "model")
+# A record's own keys. An input field with one of these names is never dropped: it is kept under
+# "input" (all of them, whether or not this record has that key, so every record of a run has one shape),
+# except the field that supplied the row id, which is the record's id.
+RECORD_KEYS = (
+    "id",
+    "response",
+    "error",
+    "finish_reason",
+    "usage",
+    "model",
+    "parsed",
+    "mode",
+    "cached",
+    "fingerprint",
+    "input",
+)
+RESERVED_KEYS = frozenset(RECORD_KEYS)
 
 
 def build_record(
-    row: InputRow, model: str, outcome: Outcome, *, with_parsed: bool = False, mode: str | None = None
+    row: InputRow,
+    model: str,
+    outcome: Outcome,
+    *,
+    with_parsed: bool = False,
+    mode: str | None = None,
+    fingerprint: str | None = None,
+    id_column: str | None = None,
 ) -> dict[str, Any]:
     """The output record of one row: the contract's fields first, then the input row's own fields.
 
-    Carrying the input fields along lets runs chain: `gembulk run a.csv | gembulk run - -t "... {response}"`.
+    Carrying the input fields along lets runs chain: `gembulk run a.csv | gembulk run - -t "... {response}"`;
+    the first stage's own record fields then ride along under "input".
     """
     record: dict[str, Any] = {
         "id": row.id,
@@ -192,7 +257,15 @@ def build_record(
         record["mode"] = mode
     if outcome.extra.get("cached"):
         record["cached"] = True
+    record["fingerprint"] = fingerprint
+    moved: dict[str, Any] | None = None
     for key, value in row.fields.items():
-        if key not in record:
+        if key not in RESERVED_KEYS:
             record[key] = value
+        elif key != id_column:
+            if moved is None:
+                moved = {}
+            moved[key] = value
+    if moved is not None:
+        record["input"] = moved
     return record

@@ -12,22 +12,26 @@ import contextlib
 import os
 import time
 
+from gembulk.client import GeminiClient
+from gembulk.context.lifecycle import context_for, requests_per_model, sized_for_context
 from gembulk.detach import detach
 from gembulk.ending import as_batch, exit_code, first_error, resume_hint
-from gembulk.errors import ExitCode, GembulkError
+from gembulk.errors import ExitCode, GembulkError, OutputWriteError
 from gembulk.executors import Executor
+from gembulk.modelinfo import PromptSizeCheck, request_checks
 from gembulk.observer import NullObserver, RunObserver
-from gembulk.prepare import Prepared, check_output_directory, prepare, request_source
+from gembulk.outputs import Resume, check_output, output_lock, output_target, remove_leftovers
+from gembulk.prepare import Prepared, prepare, request_source
 from gembulk.records import Outcome, PromptRequest
 from gembulk.settings import BatchMode, RunOptions
 from gembulk.signals import StopSignal, wait_or_stop
 from gembulk.stats import RunResult, RunStats
 from gembulk.wiring import (
-    Output,
     client_for,
     finalize_output,
     make_executor,
     media_for,
+    output_for,
     recorder,
     with_cache,
 )
@@ -36,51 +40,78 @@ from gembulk.wiring import (
 async def run_job(options: RunOptions, observer: RunObserver | None = None) -> RunResult:
     """Run one job end to end. Bad input raises GembulkError before anything is sent."""
     observer = observer or NullObserver()
-    if options.batch is None or options.output == "-" or options.dry_run:
+    target = output_target(options.output)
+    if options.dry_run or not target.resumable:
         return await _run_job(options, observer)
-    from gembulk.batch import state as batch_state
-    from gembulk.batch.flow import already_fetched
+    check_output(target)  # before the lock file is made beside OUT: one clear line if it cannot be
+    with output_lock(options.output):  # one gembulk at a time reads and writes OUT, online or batch
+        removed = remove_leftovers(options.output)
+        if removed:
+            observer.message(
+                f"removed {removed} temporary file(s) an interrupted run left beside {options.output}"
+            )
+        if options.batch is not None and options.batch.mode in (BatchMode.WAIT, BatchMode.FETCH):
+            from gembulk.batch import state as batch_state
+            from gembulk.batch.flow import already_fetched
 
-    check_output_directory(options.output)
-    with batch_state.locked(options.output):  # one gembulk at a time submits or collects for OUT
-        path = options.batch.state_path
-        if options.batch.mode in (BatchMode.WAIT, BatchMode.FETCH) and path is not None:
-            state = batch_state.load(path)  # read under the lock: another fetch may just have finished
-            if state.fetched:
-                return await already_fetched(state, path, options, observer)
+            path = options.batch.state_path
+            if path is not None:
+                state = batch_state.load(path)  # read under the lock: another fetch may just have finished
+                if state.fetched:
+                    return await already_fetched(state, path, options, observer)
         return await _run_job(options, observer)
 
 
 async def _run_job(options: RunOptions, observer: RunObserver) -> RunResult:
     prepared = await prepare(options)
+    for warning in prepared.warnings:
+        observer.message(f"warning: {warning}")
     try:
         if options.dry_run:
             from gembulk.dryrun import dry_run
 
             await dry_run(options, prepared, observer)
             return RunResult(ExitCode.OK, RunStats(total=prepared.scan.row_count), 0.0)
-        if options.batch is not None and options.batch.mode is BatchMode.DETACH:
-            return await detach(options, prepared, observer)
-        return await _execute(options, prepared, observer)
+        async with client_for(options, prepared) as client:
+            # One models.get per model: an unknown model (exit 3) or an output bound it cannot answer
+            # (exit 2) stops here, before OUT is opened or any row is sent.
+            check = await request_checks(
+                client, options.models, options.generation.system, options.generation.max_output_tokens
+            )
+            if options.batch is not None and options.batch.mode is BatchMode.DETACH:
+                return await detach(options, prepared, observer, client, check)
+            return await _execute(options, prepared, observer, client, check)
     finally:
         if prepared.spool is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(prepared.spool)
 
 
-async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserver) -> RunResult:
+def _resume_notice(options: RunOptions, resume: Resume, observer: RunObserver) -> None:
+    existing = resume.existing
+    if existing is None:
+        return
+    if existing.torn:
+        observer.message(f"{options.output}: a torn last record left by an interrupted run is dropped")
+    if existing.records:
+        observer.message(
+            f"resuming {options.output} ({existing.records} records): rows whose request already has a "
+            "success record are not sent again"
+        )
+
+
+async def _execute(
+    options: RunOptions,
+    prepared: Prepared,
+    observer: RunObserver,
+    client: GeminiClient,
+    check: PromptSizeCheck | None,
+) -> RunResult:
     stats = RunStats(total=prepared.total)
-    existing = prepared.existing
-    done = existing.done if existing else frozenset()
-    if existing is not None and existing.torn:
-        observer.message(f"{options.output}: dropped a torn last record left by an interrupted run")
-    if done:
-        observer.message(f"resuming {options.output}: {len(done)} rows already done, skipping them")
-    output = Output(options, prepared, append=existing is not None)
+    resume = Resume(prepared.existing)
+    _resume_notice(options, resume, observer)
+    output = output_for(options, prepared)
     batch = options.batch is not None
-    if not batch:
-        await output.open()
-    written = 0
     started_display = False
     default_mode = "batch" if batch else None
 
@@ -93,10 +124,8 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     record = recorder(output, prepared, stats, default_mode)
 
     async def emit(request: PromptRequest, outcome: Outcome) -> None:
-        nonlocal written
         start_display()
         await record(request, outcome)
-        written += 1
 
     started = time.monotonic()
     if not batch:  # a batch run shows its jobs' phases first, the row display once rows arrive
@@ -106,39 +135,47 @@ async def _execute(options: RunOptions, prepared: Prepared, observer: RunObserve
     interrupted = False
     executor: Executor | None = None
     try:
+        per_model = requests_per_model(options, prepared.total, prepared.existing)
         async with (
-            client_for(options, prepared) as client,
             media_for(options, prepared, client, observer) as media,
+            context_for(
+                options, prepared.context, per_model, client, prepared.prices, stats, observer
+            ) as context,
         ):
-            executor = make_executor(options, prepared, client, stats, observer, media)
-            runner = with_cache(executor, options, client, stats)
-            task = asyncio.create_task(runner.run(request_source(prepared, options, done, stats), emit))
+            executor = make_executor(options, prepared, client, stats, observer, media, context)
+            runner = with_cache(executor, options, client, stats, prepared)
+            # Rows that cannot be sent (a missing value, an empty or clearly too long prompt, the shared
+            # context included) fail unsent.
+            check = sized_for_context(check, prepared.context)
+            source = request_source(prepared, options, resume, stats, unsent=emit, check=check)
+            task = asyncio.create_task(runner.run(source, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
-            await output.aclose()  # durable before the executor cleans up anything it kept
-            if not interrupted:
-                if batch:
-                    await output.open()  # a finished run always leaves an output, even with no rows
-                    await output.aclose()
-                if options.output != "-":
-                    await finalize_output(options, prepared, existing, written)
+            # Durable before the executor cleans up anything it kept.
+            if interrupted:
+                await output.close()
+            else:
+                await output.finish()  # a completed run always leaves an output, even with no rows
+                if prepared.target.resumable:
+                    await finalize_output(options, prepared, resume, output, observer)
                 await executor.output_saved()
     except* GembulkError as group:
         error = first_error(group)
     finally:
-        await output.aclose()
+        await output.discard()
     elapsed = time.monotonic() - started
     code = exit_code(stats, interrupted, error)
     labels = {
         ExitCode.INTERRUPTED: "interrupted",
         ExitCode.FATAL_API: "stopped",
         ExitCode.NOT_READY: "waiting",
+        ExitCode.OUTPUT_CLOSED: "stopped: the output was closed",
     }
     # "Not done yet", or a state file refused before anything was sent, needs no summary of zeros.
     if started_display or code not in (ExitCode.NOT_READY, ExitCode.USAGE):
         start_display()
         observer.finish(stats, elapsed=elapsed, outcome=labels.get(code, "done"))
-    if code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
+    if code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API) and not isinstance(error, OutputWriteError):
         observer.message(resume_hint(options, stats, executor))
     batch_executor = as_batch(executor)
     jobs = tuple(batch_executor.state.job_names) if batch_executor is not None else ()

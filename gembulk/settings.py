@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gembulk.errors import UsageError
 
 if TYPE_CHECKING:
-    from gembulk.records import MediaPart
+    from gembulk.records import MediaPart, SharedPart
     from gembulk.retry import RetryPolicy
     from gembulk.scheduler import Limits
     from gembulk.shard import Shard
@@ -47,6 +47,14 @@ class Fallback(enum.StrEnum):
     ONLINE = "online"  # finished online, in the same run
 
 
+class ContextCache(enum.StrEnum):
+    """--context-cache: whether the shared context goes into a cachedContents entry."""
+
+    AUTO = "auto"  # when the model can cache it and the price table says it pays
+    ON = "on"  # whenever the model can cache it
+    OFF = "off"  # never: the shared parts go first in every request (implicit caching may still hit)
+
+
 class BatchMode(enum.StrEnum):
     """What a Batch API run does."""
 
@@ -68,6 +76,10 @@ class GenerationSettings:
     temperature: float | None = None
     max_output_tokens: int | None = None
     json_schema: dict[str, Any] | None = None
+    # The shared context (--context) of a request: sent as its first parts, or named as a cachedContents
+    # entry, which then holds the system instruction too (the API refuses both in one request).
+    shared: tuple[SharedPart, ...] = ()
+    cached_content: str | None = None
 
     def to_config(self) -> Any:
         """The SDK's GenerateContentConfig for these settings."""
@@ -151,6 +163,13 @@ class RunOptions:
     # (None: the input file's folder, or the current directory for stdin)
     allow_private_urls: bool = False  # --allow-private-urls: URL attachments may reach non-public addresses
     max_download: int | None = None  # --max-download: largest URL attachment body (None: inline_limit)
+    context_files: tuple[str, ...] = ()  # --context: files whose content goes before every row's prompt
+    context_text: str | None = None  # --context-text: text that goes before every row's prompt
+    context_cache: ContextCache = ContextCache.AUTO  # --context-cache
+
+    @property
+    def has_context(self) -> bool:
+        return bool(self.context_files) or bool(self.context_text)
 
     @property
     def models(self) -> tuple[str, ...]:

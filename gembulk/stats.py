@@ -32,6 +32,9 @@ class RunStats:
     cost_usd: float = 0.0  # what the answers so far cost, at the price table's rates
     cost_known: bool = True  # False once an answer came from a model the price table does not know
     cache_hits: int = 0
+    cached_tokens: int = 0  # prompt tokens read from a context cache (explicit or implicit)
+    cache_saving_usd: float = 0.0  # what those tokens saved against fresh input
+    cache_storage_usd: float = 0.0  # what keeping the run's context caches cost (counted in cost_usd)
 
     @property
     def done(self) -> int:
@@ -48,6 +51,7 @@ class RunStats:
         self.output_tokens += usage.output_tokens
         self.thoughts_tokens += usage.thoughts_tokens
         self.total_tokens += usage.total_tokens
+        self.cached_tokens += usage.cached_tokens
 
     def add_failure(self, status: str) -> None:
         self.failed += 1

@@ -3,66 +3,40 @@ output opened when needed, and the recorder that writes and counts each outcome.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from typing import Any
 
-from gembulk import jobfile
 from gembulk.budget import Budget
 from gembulk.client import GeminiClient
+from gembulk.context.runtime import ContextRuntime
+from gembulk.errors import OutputWriteError
 from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
 from gembulk.media import MediaResolver
 from gembulk.observer import RunObserver
-from gembulk.outputs import ExistingOutput, ResultWriter, compact, open_writer
+from gembulk.outputs import CompactionPlan, Resume, RunOutput, compact, encoder_for, remove_legacy_sidecar
+from gembulk.outputs.target import temp_prefix
 from gembulk.prepare import Prepared
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
 from gembulk.scheduler import Scheduler
-from gembulk.settings import GenerationSettings, RunOptions
+from gembulk.settings import RunOptions
 from gembulk.stats import RunStats
 
 # The batch, cache and dry-run modules (and sqlite3) are imported where they are used: an online run
 # never needs them, and a command line run pays for every module it imports (about 20 ms for these).
 
 
-class Output:
-    """The result writer, opened at the first record for batch runs: `batch fetch` before the jobs are
-    done, or a wait that is interrupted, leaves OUT untouched. Online runs open it at once, as before."""
-
-    def __init__(self, options: RunOptions, prepared: Prepared, append: bool) -> None:
-        self._options = options
-        self._prepared = prepared
-        self._append = append
-        self._writer: ResultWriter | None = None
-        self._opening = asyncio.Lock()  # concurrent first records (online fallback) open it once
-
-    async def open(self) -> None:
-        async with self._opening:
-            if self._writer is not None:
-                return
-            if self._options.output != "-":
-                jobfile.save(self._options.output, self._prepared.identity, complete=False)
-            self._writer = await open_writer(
-                self._options.output,
-                self._prepared.output_format,
-                self._prepared.scan.columns,
-                with_parsed=self._prepared.schema is not None,
-                append=self._append,
-            )
-
-    async def write(self, record: dict[str, Any]) -> None:
-        if self._writer is None:
-            await self.open()
-        assert self._writer is not None
-        await self._writer.write(record)
-
-    async def aclose(self) -> None:
-        if self._writer is not None:
-            await self._writer.aclose()
+def output_for(options: RunOptions, prepared: Prepared) -> RunOutput:
+    """OUT as this run writes it, opened at the first record: a run that stops before it (bad input found
+    late, a refused model, `batch fetch` before the jobs are done) leaves OUT as it was."""
+    encoder = encoder_for(
+        prepared.output_format,
+        prepared.scan.columns,
+        with_parsed=prepared.schema is not None,
+        id_column=prepared.scan.id_column,
+    )
+    return RunOutput(prepared.target, encoder, prepared.existing, overwrite=options.overwrite)
 
 
 def client_for(options: RunOptions, prepared: Prepared) -> GeminiClient:
@@ -71,7 +45,7 @@ def client_for(options: RunOptions, prepared: Prepared) -> GeminiClient:
         base_url=options.base_url,
         max_connections=options.limits.concurrency,
         timeout=options.timeout,
-        settings=_generation_with_schema(options, prepared.schema),
+        settings=prepared.settings,
         paced=options.limits.rpm is not None or options.limits.tpm is not None,
     )
 
@@ -92,7 +66,7 @@ async def media_for(
         inline_limit=0 if batch else options.inline_limit,  # batch lines can only reference files
         downloads=options.downloads,
         timeout=options.timeout,
-        scratch_dir=os.path.dirname(os.path.abspath(options.output)) if options.output != "-" else None,
+        **_scratch(options, prepared),
         max_download=options.download_limit,
         allow_private_urls=options.allow_private_urls,
     )
@@ -104,6 +78,13 @@ async def media_for(
                 await resolver.delete_uploads(observer.message)
 
 
+def _scratch(options: RunOptions, prepared: Prepared) -> dict[str, str]:
+    """Where the media stage spools large downloads: beside a file OUT, named as its leftovers."""
+    if not prepared.target.resumable:
+        return {}
+    return {"scratch_dir": prepared.target.directory, "scratch_prefix": temp_prefix(options.output)}
+
+
 def make_executor(
     options: RunOptions,
     prepared: Prepared,
@@ -111,12 +92,13 @@ def make_executor(
     stats: RunStats,
     observer: RunObserver,
     media: MediaResolver | None = None,
+    context: ContextRuntime | None = None,
 ) -> Executor:
     """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch)."""
 
     def online(budget: Budget | None = None) -> OnlineExecutor:
         scheduler = Scheduler(options.limits, stats)
-        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media)
+        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media, context=context)
 
     if options.batch is None and options.max_cost is not None:
         budget = Budget(
@@ -124,6 +106,7 @@ def make_executor(
             prepared.prices,
             system=options.generation.system,
             max_output_tokens=options.generation.max_output_tokens,
+            shared=context.shared_usage if context is not None else None,
         )
         return online(budget)
 
@@ -148,48 +131,71 @@ def make_executor(
         online=online,
         stdin_spool=prepared.spool,
         media=media,
+        context=context,
     )
 
 
-def with_cache(executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats) -> Executor:
+def with_cache(
+    executor: Executor, options: RunOptions, client: GeminiClient, stats: RunStats, prepared: Prepared
+) -> Executor:
     """With --cache, answers already paid for (by any run, online or batch) are served locally."""
     if options.cache_path is None:
         return executor
     from gembulk.cache import ResponseCache
     from gembulk.executors.cached import CachedExecutor
 
-    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats)
-
-
-def _generation_with_schema(options: RunOptions, schema: dict[str, Any] | None) -> GenerationSettings:
-    return replace(options.generation, json_schema=schema) if schema is not None else options.generation
+    context = prepared.context.sha256 if prepared.context is not None else None
+    return CachedExecutor(executor, ResponseCache(options.cache_path), client.settings, stats, context)
 
 
 async def finalize_output(
-    options: RunOptions, prepared: Prepared, existing: ExistingOutput | None, written: int
+    options: RunOptions, prepared: Prepared, resume: Resume, output: RunOutput, observer: RunObserver
 ) -> None:
-    """One record per id: fold a resumed file whose earlier failures were retried, then mark the job done."""
-    if existing is not None and (existing.needs_compaction or (existing.failed and written)):
-        await compact(options.output, prepared.output_format)
-    jobfile.save(options.output, prepared.identity, complete=True)
+    """A completed run on a file: one record per (id, model), the job file of earlier versions gone."""
+    path = options.output
+    resume.release()
+    if resume.needs_compaction:
+        plan = CompactionPlan(boundary=output.boundary, current=resume.current)
+        try:
+            await compact(path, prepared.output_format, plan)
+        except OSError as exc:
+            raise OutputWriteError(path, exc) from exc
+    remove_legacy_sidecar(path)
+    if resume.left_alone:
+        observer.message(
+            f"{path}: {resume.left_alone} records are not part of this job (rows no longer in the input, "
+            "another model or shard); left as they are"
+        )
 
 
-def recorder(output: Output, prepared: Prepared, stats: RunStats, default_mode: str | None) -> Emit:
+def recorder(output: RunOutput, prepared: Prepared, stats: RunStats, default_mode: str | None) -> Emit:
     """Writes each outcome's record to OUT and counts it: ok or failed, tokens and cost."""
+    with_parsed = prepared.schema is not None
+    id_column = prepared.scan.id_column
 
     async def record(request: PromptRequest, outcome: Outcome) -> None:
         mode = outcome.extra.get("mode", default_mode)
         built = build_record(
-            request.row, request.model, outcome, with_parsed=prepared.schema is not None, mode=mode
+            request.row,
+            request.model,
+            outcome,
+            with_parsed=with_parsed,
+            mode=mode,
+            fingerprint=request.fingerprint,
+            id_column=id_column,
         )
         await output.write(built)
         stats.add_usage(outcome.usage)
         if not outcome.extra.get("cached"):  # an answer from the cache costs nothing
-            cost = prepared.prices.cost(request.model, outcome.usage, batch=mode == "batch")
+            batch = mode == "batch"
+            cost = prepared.prices.cost(request.model, outcome.usage, batch=batch)
             if cost is None:
                 stats.cost_known = False
             else:
                 stats.cost_usd += cost
+                stats.cache_saving_usd += prepared.prices.cache_saving(
+                    request.model, outcome.usage, batch=batch
+                )
         if outcome.error is None:
             stats.ok += 1
         else:

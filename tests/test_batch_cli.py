@@ -360,8 +360,22 @@ def test_upload_create_and_polls_are_retried_and_fatal_errors_exit_3(fake: FakeA
     )
     assert result.returncode == 3, result.stderr
     assert "404 NOT_FOUND" in result.stderr and "check the model name" in result.stderr
+    # models.get refused the model before anything was built or uploaded
+    assert fake.stats()["files_uploaded"] == 0 and fake.stats()["models_get_requests"] == 1
+    assert not unknown.exists() and not Path(f"{unknown}.gembulk-batch.json").exists()
+
+    # A model that models.get knows but the Batch API refuses (an embedding model): the job creation's
+    # 404 comes after the upload, which is deleted, leaving nothing to adopt.
+    fake.reset()
+    refused = tmp_path / "refused.jsonl"
+    result = run_cli(
+        ["run", str(path), "-t", "{text}", "-o", str(refused), "--batch", "-m", "gemini-embedding-001"],
+        fake.url,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "404 NOT_FOUND" in result.stderr and "check the model name" in result.stderr
     assert fake.stats()["files_uploaded"] == 1 and fake.stats()["batches_created"] == 0
-    assert not Path(f"{unknown}.gembulk-batch.json").exists()  # the upload was deleted, nothing to adopt
+    assert not Path(f"{refused}.gembulk-batch.json").exists()  # the upload was deleted, nothing to adopt
 
     bad_key = run_cli(
         ["run", str(path), "-t", "{text}", "-o", str(tmp_path / "k.jsonl"), "--batch"],

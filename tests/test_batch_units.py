@@ -17,11 +17,10 @@ from gembulk.batch import state as batch_state
 from gembulk.batch.build import LineEncoder, build_parts, request_line
 from gembulk.batch.jobs import JobStatus, status_from_operation
 from gembulk.batch.results import DUPLICATE, MISSING, NOT_SUBMITTED, from_line, index_results, row_error
-from gembulk.batch.state import BatchState, JobRef
+from gembulk.batch.state import BatchState, JobIdentity, JobRef
 from gembulk.client import GenerationSettings
-from gembulk.errors import InputError, NotReadyError, StateFileError, UsageError
+from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors.batch import _ResultCursor
-from gembulk.jobfile import JobIdentity
 from gembulk.observer import NullObserver
 from gembulk.records import InputRow, PromptRequest
 
@@ -194,16 +193,6 @@ def test_concurrent_writers_never_leave_a_torn_state_file(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl.gembulk-batch.json"]
 
 
-def test_the_lock_admits_one_gembulk_per_output(tmp_path: Path) -> None:
-    out = str(tmp_path / "out.jsonl")
-    with batch_state.locked(out):
-        with pytest.raises(NotReadyError, match="another gembulk") as raised, batch_state.locked(out):
-            pass
-        assert raised.value.exit_code == 4
-    with batch_state.locked(out):  # released
-        pass
-
-
 def test_targets_resolve_to_a_state_file_or_a_bare_job(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     path = batch_state.state_path(str(out))
@@ -266,6 +255,17 @@ def test_a_response_line_is_classified_like_an_online_answer() -> None:
         ({"code": 13, "message": "oops"}, "INTERNAL", 500, True),
         ({"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}, "RESOURCE_EXHAUSTED", 429, True),
         ({"code": 7, "message": "no", "status": "PERMISSION_DENIED"}, "PERMISSION_DENIED", 403, False),
+        # Its context cache was gone (the job outlived it): finished online, where it is recreated.
+        (
+            {
+                "code": 7,
+                "message": "CachedContent not found (or permission denied)",
+                "status": "PERMISSION_DENIED",
+            },
+            "PERMISSION_DENIED",
+            403,
+            True,
+        ),
     ],
 )
 def test_error_lines_keep_their_status_and_get_the_http_code(

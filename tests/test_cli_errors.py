@@ -26,7 +26,7 @@ def bad_inputs(tmp_path: Path, good_csv: Path) -> dict[str, tuple[list[str], str
     broken_jsonl = tmp_path / "broken.jsonl"
     broken_jsonl.write_text('{"prompt": "ok"}\n{"prompt": oops}\n', encoding="utf-8")
     missing_field = tmp_path / "missing.jsonl"
-    missing_field.write_text('{"prompt": "ok"}\n{"other": 1}\n', encoding="utf-8")
+    missing_field.write_text('{"prompt": "ok"}\n{"prompt": 1}\n', encoding="utf-8")
     dup = write_csv(tmp_path / "dup.csv", [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}])
     unterminated = tmp_path / "quote.csv"
     unterminated.write_text('id,text\na,"never closed\nb,y\n', encoding="utf-8")
@@ -43,7 +43,7 @@ def bad_inputs(tmp_path: Path, good_csv: Path) -> dict[str, tuple[list[str], str
         "unbalanced brace": (["run", g, "-t", "{text"], "template"),
         "no prompt column": (["run", g], "--template"),
         "bad json line": (["run", str(broken_jsonl)], "broken.jsonl:2"),
-        "row lacks field": (["run", str(missing_field)], "missing.jsonl:2"),
+        "no row has field": (["run", str(missing_field), "-t", "{other}"], "'other'"),
         "duplicate id": (["run", str(dup), "-t", "{text}"], "duplicate id"),
         "unterminated quote": (["run", str(unterminated), "-t", "{text}"], "quote.csv:2"),
         "bad schema": (["run", g, "-t", "{text}", "--json-schema", str(bad_schema)], "schema.json"),
@@ -62,7 +62,7 @@ CASES = [
     "unbalanced brace",
     "no prompt column",
     "bad json line",
-    "row lacks field",
+    "no row has field",
     "duplicate id",
     "unterminated quote",
     "bad schema",

@@ -173,15 +173,19 @@ def test_shards_together_equal_the_unsharded_run(fake: FakeAPI, tmp_path: Path) 
     assert seen == expected
 
 
-def test_shard_is_part_of_the_job_identity(fake: FakeAPI, tmp_path: Path) -> None:
+def test_another_shard_into_the_same_output_adds_its_rows_and_keeps_the_first(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
     path = make_input(tmp_path, 6)
     out = tmp_path / "out.jsonl"
-    assert (
-        run_cli(["run", str(path), "-t", "{text}", "--shard", "1/2", "-o", str(out)], fake.url).returncode
-        == 0
-    )
+    first = run_cli(["run", str(path), "-t", "{text}", "--shard", "1/2", "-o", str(out)], fake.url)
+    assert first.returncode == 0, first.stderr
+    shard1 = {r["id"] for r in read_jsonl(out)}
     other = run_cli(["run", str(path), "-t", "{text}", "--shard", "2/2", "-o", str(out)], fake.url)
-    assert other.returncode == 2 and "shard" in other.stderr
+    assert other.returncode == 0, other.stderr
+    assert f"{len(shard1)} records are not part of this job" in other.stderr  # kept, and said so
+    assert sorted(r["id"] for r in read_jsonl(out)) == [f"r{i:03d}" for i in range(1, 7)]
+    assert fake.stats()["generate_requests"] == 6
     bad = run_cli(["run", str(path), "-t", "{text}", "--shard", "3/2"], fake.url)
     assert bad.returncode == 2 and "--shard" in bad.stderr
 
@@ -222,7 +226,7 @@ def test_fan_out_runs_every_row_on_every_model_and_resumes_per_pair(fake: FakeAP
     final = read_jsonl(out)
     assert len(final) == 10 and all(r["error"] is None for r in final)
     assert fake.stats()["generate_requests"] == sent + 2  # only the two failed (id, model) pairs again
-    assert "8 rows already done" in second.stderr
+    assert "8 already done" in second.stderr
 
 
 def test_fan_out_with_batch_makes_a_job_per_model_and_resumes_per_pair(fake: FakeAPI, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import typer
 from gembulk.cli import app
 from gembulk.cli.run_options import RunArgs, run_options
 from gembulk.errors import UsageError
-from gembulk.settings import DEFAULT_MODEL, BatchMode, Fallback
+from gembulk.settings import DEFAULT_MODEL, BatchMode, ContextCache, Fallback
 
 # Runs the command line in a fresh interpreter and reports its exit code and which heavy modules it loaded.
 _PROBE = """
@@ -32,8 +32,11 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
 
-def probe(*args: str) -> tuple[int, list[str], str]:
-    env = {**os.environ, "GEMINI_API_KEY": "k", "COLUMNS": "80"}
+def probe(*args: str, key: str | None = "k") -> tuple[int, list[str], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["COLUMNS"] = "80"
+    if key is not None:
+        env["GEMINI_API_KEY"] = key
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(args)],
         capture_output=True,
@@ -60,12 +63,21 @@ def probe(*args: str) -> tuple[int, list[str], str]:
         (("run", "in.csv", "--batch", "--batch-max-bytes", "lots"), 2),
         (("run", "in.csv", "--shard", "3/2"), 2),
         (("batch", "list", "--limit", "0"), 2),
+        (("run", "in.csv", "--context", "-"), 2),
+        (("run", "in.csv", "--context-cache", "on"), 2),
         (("batch", "wait", "out.jsonl", "--timeout", "-1"), 2),
     ],
 )
 def test_help_version_and_usage_errors_never_import_the_sdk(args: tuple[str, ...], code: int) -> None:
     exit_code, heavy, _ = probe(*args)
     assert (exit_code, heavy) == (code, [])
+
+
+def test_a_missing_api_key_is_refused_before_the_sdk_is_imported() -> None:
+    exit_code, heavy, _ = probe("run", "in.csv", key=None)
+    assert (exit_code, heavy) == (2, [])
+    exit_code, heavy, _ = probe("run", "missing.csv", "--dry-run", key=None)  # a dry run needs no key
+    assert exit_code == 2  # it got as far as reading the input, which is missing
 
 
 def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> None:
@@ -81,6 +93,7 @@ def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> Non
         "Output:",
         "Batch API:",
         "Media:",
+        "Shared context:",
         "Cost:",
         "Cache and sharding:",
         "Connection and debug:",
@@ -88,7 +101,7 @@ def test_run_help_groups_the_options_in_plain_lines_that_fit_80_columns() -> Non
     ]
     assert max(len(line) for line in text.splitlines()) <= 80
     examples = text.split("Examples:")[1]
-    assert examples.count("gembulk run ") == 6  # (one more names `gembulk batch fetch` in a comment)
+    assert examples.count("gembulk run ") == 7  # (one more names `gembulk batch fetch` in a comment)
 
 
 def test_root_and_batch_help_end_with_examples() -> None:
@@ -118,7 +131,17 @@ def test_run_options_resolves_what_the_command_line_gave() -> None:
     assert options.downloads == 7 and options.limits.concurrency == 7
     assert options.generation.system == "s" and options.attach == ("p", "q")
     assert options.batch is None and options.inline_limit == 14 * 2**20
-    assert run_options(RunArgs(input="-"), env={}).model == DEFAULT_MODEL
+    assert run_options(RunArgs(input="-"), env={"GEMINI_API_KEY": "k"}).model == DEFAULT_MODEL
+
+
+def test_run_options_keeps_the_shared_context_in_order_once() -> None:
+    args = RunArgs(
+        input="in.csv", context=["b.md", "a.pdf", "b.md"], context_text="t", context_cache=ContextCache.ON
+    )
+    options = run_options(args, env={"GEMINI_API_KEY": "k"})
+    assert options.context_files == ("b.md", "a.pdf") and options.context_text == "t"
+    assert options.context_cache is ContextCache.ON and options.has_context
+    assert not run_options(RunArgs(input="in.csv"), env={"GEMINI_API_KEY": "k"}).has_context
 
 
 def test_run_options_builds_the_batch_options() -> None:
@@ -131,7 +154,7 @@ def test_run_options_builds_the_batch_options() -> None:
         poll_interval=5.0,
         poll_max_interval=1.0,
     )
-    batch = run_options(args, env={}).batch
+    batch = run_options(args, env={"GEMINI_API_KEY": "k"}).batch
     assert batch is not None and batch.mode is BatchMode.DETACH and batch.fallback_online
     assert batch.max_bytes == 500_000_000 and batch.poll_max_interval == 5.0
 
@@ -147,6 +170,9 @@ def test_run_options_builds_the_batch_options() -> None:
         ({"downloads": -2}, "--downloads must be a positive number"),
         ({"inline_limit": "a lot"}, "--inline-limit: expected a size"),
         ({"base_url": "example.com"}, "--base-url must start with http:// or https://"),
+        ({"context": ["a.md", "-"]}, "--context -: stdin cannot be shared context"),
+        ({"context_text": "  "}, "--context-text is empty"),
+        ({"context_cache": ContextCache.OFF}, "--context-cache works only with --context"),
     ],
 )
 def test_run_options_refuses_what_cannot_run(given: dict[str, object], message: str) -> None:

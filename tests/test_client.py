@@ -102,6 +102,18 @@ async def test_429_carries_retry_delay_and_announced_quota(api: RunningFake) -> 
     assert violation.limit == 60  # 1 per 1-second window, announced per minute
 
 
+async def test_token_quota_429_names_the_input_token_metric(api: RunningFake) -> None:
+    api.configure(tpm=10)  # 10 prompt tokens per 1-second window
+    async with client(api.url) as c:
+        await c.generate("gemini-2.5-flash", "x" * 32)
+        with pytest.raises(CallFailed) as caught:
+            await c.generate("gemini-2.5-flash", "y" * 32)
+    (violation,) = caught.value.violations
+    assert violation.tokens and violation.per_minute and not violation.per_day
+    assert violation.metric.endswith("input_token_count")
+    assert violation.limit == 600  # announced per minute
+
+
 async def test_per_day_quota_is_recognised(api: RunningFake) -> None:
     api.configure(rpd=1)
     async with client(api.url) as c:

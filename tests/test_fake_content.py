@@ -18,7 +18,19 @@ def _prompt(text: str, **config: object) -> object:
     return parse_request(body)
 
 
-@pytest.mark.parametrize(("text", "tokens"), [("", 1), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)])
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("", 1),
+        ("a", 1),
+        ("abcd", 1),
+        ("abcde", 2),
+        ("x" * 400, 100),
+        ("café", 2),
+        ("日本語です", 4),
+        ("🙂" * 3, 3),
+    ],
+)
 def test_count_tokens(text: str, tokens: int) -> None:
     assert count_tokens(text) == tokens
 

@@ -100,6 +100,7 @@ def test_control_endpoints() -> None:
             "peak_in_flight",
             "dropped",
             "api_faults",
+            "models_get_requests",
             "by_prompt",
             "distinct_requests",
             "max_attempts_per_request",
@@ -110,13 +111,21 @@ def test_control_endpoints() -> None:
             "inline_bytes",
             "file_parts",
             "media_sha256",
+            "caches_created",
+            "caches_deleted",
+            "caches_live",
+            "cache_ttl_updates",
+            "cached_requests",
             "keys_seen",
         }
         assert stats["requests_by_status"] == {"200": 3}
+        assert (stats["caches_created"], stats["caches_live"], stats["cached_requests"]) == (0, 0, 0)
         assert (stats["generate_requests"], stats["count_tokens_requests"]) == (2, 1)
         assert stats["by_prompt"] == {"counted": 2}
         assert (stats["distinct_requests"], stats["max_attempts_per_request"]) == (1, 2)
         assert stats["keys_seen"] == ["key-a"]
+        client.models.get(model=MODEL)
+        assert api.stats()["models_get_requests"] == 1
 
         config = api.configure(rpm=60, latency=0.01, bad_keys=["nope"], models=["extra-model"])
         assert (config["rpm"], config["latency"], config["bad_keys"], config["models"]) == (

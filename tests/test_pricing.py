@@ -69,3 +69,43 @@ def test_bad_override_is_a_usage_error(tmp_path: Path, content: str) -> None:
     override.write_text(content)
     with pytest.raises(UsageError):
         load_prices(str(override))
+
+
+def test_shipped_table_has_cache_prices_where_google_lists_them() -> None:
+    table = load_prices()
+    flash = table.price_for("gemini-2.5-flash")
+    assert flash is not None and flash.cached_input == 0.03 and flash.cache_storage == 1.0
+    pro = table.price_for("gemini-2.5-pro")
+    assert pro is not None and (pro.cached_input, pro.cached_input_long, pro.cache_storage) == (
+        0.125,
+        0.25,
+        4.5,
+    )
+    lite = table.price_for("gemini-2.0-flash-lite")
+    assert lite is not None and not lite.supports_caching  # "Not available" on the pricing page
+
+
+def test_cached_tokens_are_billed_at_the_cached_rate_and_not_batch_discounted() -> None:
+    table = load_prices()
+    usage = Usage(prompt_tokens=1_000_000, output_tokens=0, cached_tokens=800_000)
+    # 200k fresh at 0.30, 800k cached at 0.03.
+    assert table.cost("gemini-2.5-flash", usage) == pytest.approx(0.2 * 0.30 + 0.8 * 0.03)
+    # The Batch API halves fresh input; cached tokens are "priced the same as for non-batch API traffic".
+    assert table.cost("gemini-2.5-flash", usage, batch=True) == pytest.approx(0.2 * 0.15 + 0.8 * 0.03)
+    assert table.cache_saving("gemini-2.5-flash", usage) == pytest.approx(0.8 * (0.30 - 0.03))
+    assert table.cache_saving("gemini-2.5-flash", usage, batch=True) == pytest.approx(0.8 * (0.15 - 0.03))
+
+
+def test_cached_tokens_of_a_model_without_cache_prices_cost_as_input() -> None:
+    table = load_prices()
+    usage = Usage(prompt_tokens=1_000_000, cached_tokens=1_000_000)
+    assert table.cost("gemini-2.0-flash-lite", usage) == pytest.approx(0.075)
+    assert table.cache_saving("gemini-2.0-flash-lite", usage) == 0.0
+
+
+def test_long_prompts_use_the_long_cached_rate_and_storage_is_per_hour() -> None:
+    pro = load_prices().price_for("gemini-2.5-pro")
+    assert pro is not None
+    usage = Usage(prompt_tokens=300_000, cached_tokens=250_000)
+    assert pro.cost(usage) == pytest.approx((50_000 * 2.5 + 250_000 * 0.25) / 1e6)
+    assert pro.storage_cost(100_000, 2.0) == pytest.approx(0.9)

@@ -18,10 +18,9 @@ import pytest
 from gembulk.errors import InputError, OutputConflictError, UsageError
 from gembulk.outputs import (
     CSV_BASE_COLUMNS,
-    ExistingOutput,
     OutputClosedError,
     compact,
-    compaction,
+    count_outcomes,
     csv_columns,
     csv_row_to_record,
     detect_output_format,
@@ -31,8 +30,15 @@ from gembulk.outputs import (
     resume,
     sinks,
 )
+from gembulk.outputs.resume import record_key
 
-USAGE = {"prompt_tokens": 10, "output_tokens": 5, "thoughts_tokens": 2, "total_tokens": 17}
+USAGE = {
+    "prompt_tokens": 10,
+    "output_tokens": 5,
+    "thoughts_tokens": 2,
+    "total_tokens": 17,
+    "cached_tokens": 0,
+}
 
 
 def ok(record_id: str, response: str = "fine", **extra: Any) -> dict[str, Any]:
@@ -66,7 +72,7 @@ def jsonl_bytes(*records: dict[str, Any]) -> bytes:
 
 
 async def write_file(path: Path, fmt: str, records: list[dict[str, Any]], input_columns: tuple = ()) -> None:
-    writer = await open_writer(str(path), fmt, input_columns, with_parsed=False, append=False)
+    writer = await open_writer(str(path), fmt, input_columns, with_parsed=False, append=False, id_column="id")
     for record in records:
         await writer.write(record)
     await writer.aclose()
@@ -117,13 +123,27 @@ def test_detect_output_format_bad_explicit() -> None:
 
 
 def test_csv_columns_layout() -> None:
-    assert csv_columns(["id", "text", "model", "lang", "text"], with_parsed=True) == (
+    # the id column is the record's id; an input column named like a result column is kept as input.NAME
+    assert csv_columns(["id", "text", "model", "lang", "text", "error_code"], True, id_column="id") == (
         *CSV_BASE_COLUMNS,
         "parsed",
+        "fingerprint",
         "text",
+        "input.model",
         "lang",
+        "input.error_code",
     )
-    assert csv_columns(["q"], with_parsed=False) == (*CSV_BASE_COLUMNS, "q")
+    assert csv_columns(["q"], with_parsed=False) == (*CSV_BASE_COLUMNS, "fingerprint", "q")
+    assert csv_columns(["id", "q"], with_parsed=False, id_column="q")[-3:] == ("fingerprint", "input.id", "q")
+
+
+def test_input_columns_named_like_result_columns_round_trip() -> None:
+    columns = csv_columns(["q", "response", "error_code"], with_parsed=False)
+    record = ok("1", "new", fingerprint="ab" * 8, q="x", error_code="7", input={"response": "old"})
+    row = dict(zip(columns, record_to_csv_row(record, columns), strict=True))
+    assert (row["response"], row["input.response"], row["input.error_code"]) == ("new", "old", "7")
+    back = csv_row_to_record(row)
+    assert (back["input"], back["error_code"], back["fingerprint"]) == ({"response": "old"}, "7", "ab" * 8)
 
 
 def test_record_to_csv_row_cells() -> None:
@@ -141,8 +161,10 @@ def test_record_to_csv_row_cells() -> None:
         "output_tokens": "5",
         "thoughts_tokens": "2",
         "total_tokens": "17",
+        "cached_tokens": "0",
         "model": "gemini-2.5-flash",
         "parsed": '{"score":0.5}',
+        "fingerprint": "",
         "text": "a,b",
         "n": "3",
         "meta": '{"k":"ü"}',
@@ -161,10 +183,10 @@ def test_failure_never_reads_back_as_success() -> None:
 @pytest.mark.parametrize(
     "record",
     [
-        ok("1", 'line one\r\nline two, with "quotes"', lang="en", n="4", parsed=["a", 1]),
-        ok("2", "", lang="", n="", parsed="12"),
-        failed("3", lang="fr", n="x", parsed=None),
-        failed("4", code=None, lang="de", n="0", parsed=None),
+        ok("1", 'line one\r\nline two, with "quotes"', lang="en", n="4", parsed=["a", 1], fingerprint="f1"),
+        ok("2", "", lang="", n="", parsed="12", fingerprint="f2"),
+        failed("3", lang="fr", n="x", parsed=None, fingerprint=None),
+        failed("4", code=None, lang="de", n="0", parsed=None, fingerprint="f4"),
     ],
 )
 async def test_csv_round_trip(tmp_path: Path, record: dict[str, Any]) -> None:
@@ -174,8 +196,33 @@ async def test_csv_round_trip(tmp_path: Path, record: dict[str, Any]) -> None:
     await writer.aclose()
     [row] = read_csv(path)
     back = csv_row_to_record(row)
-    for key in ("id", "response", "error", "usage", "model", "finish_reason", "parsed", "lang", "n"):
+    for key in (
+        "id",
+        "response",
+        "error",
+        "usage",
+        "model",
+        "finish_reason",
+        "parsed",
+        "fingerprint",
+        "lang",
+        "n",
+    ):
         assert back[key] == record[key], key
+
+
+async def test_csv_carries_cached_tokens_and_reads_them_back(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    record = {**ok("1", lang="en", n="4"), "usage": {**USAGE, "cached_tokens": 9}}
+    writer = await open_writer(str(path), "csv", ["lang", "n"], with_parsed=False, append=False)
+    await writer.write(record)
+    await writer.aclose()
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header == [*CSV_BASE_COLUMNS, "fingerprint", "lang", "n"] and "cached_tokens" in CSV_BASE_COLUMNS
+    [row] = read_csv(path)
+    back = csv_row_to_record(row)
+    assert back["usage"] == {**USAGE, "cached_tokens": 9} and "cached_tokens" not in back
+    assert (back["lang"], back["n"]) == ("en", "4")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,7 +251,7 @@ async def test_csv_writer(tmp_path: Path) -> None:
     records = [ok("1", "a\r\nb", text='say "hi"'), failed("2", text="bare\rreturn")]
     await write_file(path, "csv", records, input_columns=("id", "text"))
     rows = read_csv(path)
-    assert list(rows[0]) == [*CSV_BASE_COLUMNS, "text"]
+    assert list(rows[0]) == [*CSV_BASE_COLUMNS, "fingerprint", "text"]
     assert [(r["id"], r["response"], r["error_code"], r["text"]) for r in rows] == [
         ("1", "a\r\nb", "", 'say "hi"'),
         ("2", "", "429", "bare\rreturn"),
@@ -232,7 +279,7 @@ async def test_stdout_csv_writes_header(monkeypatch) -> None:
     await writer.write(ok("1", q="x"))
     await writer.aclose()
     lines = buffer.getvalue().decode().splitlines()
-    assert lines[0] == ",".join((*CSV_BASE_COLUMNS, "q"))
+    assert lines[0] == ",".join((*CSV_BASE_COLUMNS, "fingerprint", "q"))
     assert lines[1].startswith("1,fine,")
 
 
@@ -406,7 +453,9 @@ async def test_disk_full_raises_oserror() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# load_existing: JSONL
+# load_existing: JSONL (read only: a torn tail is found, and cut later by the writer that appends)
+
+MODEL = "gemini-2.5-flash"
 
 
 async def test_load_existing_missing_or_empty(tmp_path: Path) -> None:
@@ -415,72 +464,61 @@ async def test_load_existing_missing_or_empty(tmp_path: Path) -> None:
     assert await load_existing(str(tmp_path / "empty.jsonl"), "jsonl") is None
 
 
-async def test_load_existing_success_wins_whatever_the_order(tmp_path: Path) -> None:
+async def test_load_existing_keys_successes_by_fingerprint(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_bytes(
-        jsonl_bytes(failed("1"), ok("1"), ok("2"), failed("2"), failed("3"), failed("3"), ok("4"))
+        jsonl_bytes(
+            failed("1", fingerprint="f1"),
+            ok("1", fingerprint="f1"),
+            ok("2", fingerprint="f2"),
+            failed("2", fingerprint="g2"),
+            failed("3", fingerprint="f3"),
+            ok("4"),  # written by an earlier version: no fingerprint, never matches
+        )
     )
     state = await load_existing(str(path), "jsonl")
-    model = ok("1")["model"]
-    assert state == ExistingOutput(
-        done=frozenset({("1", model), ("2", model), ("4", model)}),
-        failed=frozenset({("3", model)}),
-        records=7,
-        torn=False,
-        needs_compaction=True,
-    )
+    assert state is not None
+    assert state.has_success("1", MODEL, "f1") and state.has_success("2", MODEL, "f2")
+    assert not state.has_success("2", MODEL, "g2") and not state.has_success("3", MODEL, "f3")
+    assert not state.has_success("1", "gemini-2.5-pro", "f1")  # another model is another key
+    assert len(state.succeeded) == 2
+    assert state.keys == {record_key(i, MODEL) for i in "1234"}
+    assert state.repeated == {record_key("1", MODEL), record_key("2", MODEL)}
+    assert (state.records, state.torn, state.end) == (6, False, path.stat().st_size)
 
 
-async def test_load_existing_clean_file_needs_no_compaction(tmp_path: Path) -> None:
+async def test_load_existing_clean_file_has_no_repeats(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_bytes(jsonl_bytes(ok("1"), failed("2")) + b"\n")  # a trailing blank line is harmless
     state = await load_existing(str(path), "jsonl")
     assert state is not None
-    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
-        frozenset({"1"}),
-        frozenset({"2"}),
-        2,
-        False,
-        False,
-    )
+    assert (state.records, state.torn, state.repeated) == (2, False, set())
 
 
-async def test_load_existing_drops_torn_line_without_newline(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'{"id":"3","response":"hal',  # torn without its newline
+        json.dumps(ok("3")).encode(),  # complete JSON, newline missing
+        b"\x00\x00\x00\x00\n",  # garbage last line
+    ],
+)
+async def test_load_existing_finds_a_torn_tail_and_leaves_the_file_alone(tmp_path: Path, tail: bytes) -> None:
     path = tmp_path / "out.jsonl"
-    good = jsonl_bytes(ok("1"), ok("2"))
-    path.write_bytes(good + b'{"id":"3","response":"hal')
+    good = jsonl_bytes(ok("1", fingerprint="a"), ok("2", fingerprint="b"))
+    path.write_bytes(good + tail)
     state = await load_existing(str(path), "jsonl")
     assert state is not None
-    assert state.torn is True
-    assert state.records == 2
-    assert state.done_ids == frozenset({"1", "2"})
-    assert path.read_bytes() == good
-
-
-async def test_load_existing_drops_complete_json_missing_newline(tmp_path: Path) -> None:
-    path = tmp_path / "out.jsonl"
-    good = jsonl_bytes(ok("1"))
-    path.write_bytes(good + json.dumps(ok("2")).encode())
-    state = await load_existing(str(path), "jsonl")
-    assert state is not None and state.torn and state.done_ids == frozenset({"1"})
-    assert path.read_bytes() == good
-
-
-async def test_load_existing_drops_garbage_last_line(tmp_path: Path) -> None:
-    path = tmp_path / "out.jsonl"
-    good = jsonl_bytes(ok("1"))
-    path.write_bytes(good + b"\x00\x00\x00\x00\n")
-    state = await load_existing(str(path), "jsonl")
-    assert state is not None and state.torn and state.records == 1
-    assert path.read_bytes() == good
+    assert (state.torn, state.records, state.end) == (True, 2, len(good))
+    assert state.has_success("2", MODEL, "b")
+    assert path.read_bytes() == good + tail  # nothing cut by reading: the writer cuts, under the lock
 
 
 async def test_load_existing_torn_only_record(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"id":"1","resp')
     state = await load_existing(str(path), "jsonl")
-    assert state == ExistingOutput(frozenset(), frozenset(), 0, True, False)
-    assert path.read_bytes() == b""
+    assert state is not None and (state.records, state.torn, state.end) == (0, True, 0)
 
 
 async def test_load_existing_invalid_middle_line_leaves_file_untouched(tmp_path: Path) -> None:
@@ -502,7 +540,7 @@ async def test_load_existing_json_that_is_not_a_record(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
-async def test_load_existing_foreign_text_file_is_never_truncated(tmp_path: Path) -> None:
+async def test_load_existing_foreign_text_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.jsonl"
     path.write_bytes(b"dear diary")
     with pytest.raises(InputError, match=r":1: not a gembulk record"):
@@ -521,16 +559,19 @@ async def csv_output(path: Path, records: list[dict[str, Any]]) -> bytes:
 
 async def test_load_existing_csv(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
-    await csv_output(path, [failed("1", text="a"), ok("1", "x\ny", text="b"), failed("2", text='c"d')])
+    await csv_output(
+        path,
+        [
+            failed("1", text="a", fingerprint="x"),
+            ok("1", "x\ny", text="b", fingerprint="x"),
+            failed("2", text='c"d', fingerprint="y"),
+        ],
+    )
     state = await load_existing(str(path), "csv")
     assert state is not None
-    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
-        frozenset({"1"}),
-        frozenset({"2"}),
-        3,
-        False,
-        True,
-    )
+    assert state.has_success("1", MODEL, "x") and not state.has_success("2", MODEL, "y")
+    assert (state.records, state.torn, state.repeated) == (3, False, {record_key("1", MODEL)})
+    assert state.header == (*CSV_BASE_COLUMNS, "fingerprint", "text")
 
 
 async def test_load_existing_csv_torn_inside_quoted_multiline_field(tmp_path: Path) -> None:
@@ -540,8 +581,7 @@ async def test_load_existing_csv_torn_inside_quoted_multiline_field(tmp_path: Pa
         handle.write(b'2,"first line\r\nsecond line\r\n')  # the crash hit inside the quoted response
     state = await load_existing(str(path), "csv")
     assert state is not None
-    assert (state.torn, state.records, state.done_ids) == (True, 1, frozenset({"1"}))
-    assert path.read_bytes() == good
+    assert (state.torn, state.records, state.end) == (True, 1, len(good))
 
 
 async def test_load_existing_csv_torn_without_newline(tmp_path: Path) -> None:
@@ -549,16 +589,15 @@ async def test_load_existing_csv_torn_without_newline(tmp_path: Path) -> None:
     good = await csv_output(path, [ok("1", text="t")])
     path.write_bytes(good + b"2,fine,,,,STOP")
     state = await load_existing(str(path), "csv")
-    assert state is not None and state.torn and state.records == 1
-    assert path.read_bytes() == good
+    assert state is not None and state.torn and state.records == 1 and state.end == len(good)
 
 
 async def test_load_existing_csv_torn_header(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
     path.write_bytes(b"id,response,error_co")
     state = await load_existing(str(path), "csv")
-    assert state == ExistingOutput(frozenset(), frozenset(), 0, True, False)
-    assert path.read_bytes() == b""
+    assert state is not None
+    assert (state.records, state.torn, state.end, state.header) == (0, True, 0, None)
 
 
 async def test_load_existing_csv_foreign_header(tmp_path: Path) -> None:
@@ -570,6 +609,35 @@ async def test_load_existing_csv_foreign_header(tmp_path: Path) -> None:
     assert info.value.message.startswith(f"{path}:1: not a gembulk record")
     assert "header" in info.value.message
     assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b'{"id":"1","error":null}\n', "jsonl"),
+        (b"\n  {", "jsonl"),
+        (",".join(CSV_BASE_COLUMNS).encode() + b",text\r\n1,x", "csv"),
+        (b"id,resp", "csv"),  # a header torn by a crash
+        (b"id,prompt\n1,hello\n", None),
+        (b"dear diary", None),
+        (b"", None),
+    ],
+)
+def test_written_as_tells_the_format_from_the_first_bytes(head: bytes, expected: str | None) -> None:
+    assert resume.written_as(head) == expected
+
+
+async def test_load_existing_in_the_other_format_names_the_format_and_touches_nothing(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.csv"  # a JSONL output behind a .csv name
+    jsonl.write_bytes(jsonl_bytes(ok("1")))
+    with pytest.raises(InputError) as info:
+        await load_existing(str(jsonl), "csv")
+    assert info.value.message == f"{jsonl} was written as jsonl; pass --output-format jsonl or a new -o"
+    csv_out = tmp_path / "out.jsonl"
+    content = await csv_output(csv_out, [ok("1", text="t")])
+    with pytest.raises(InputError, match="was written as csv; pass --output-format csv or a new -o"):
+        await load_existing(str(csv_out), "jsonl")
+    assert csv_out.read_bytes() == content
 
 
 async def test_load_existing_csv_bad_middle_record(tmp_path: Path) -> None:
@@ -586,32 +654,8 @@ async def test_load_existing_csv_bad_middle_record(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
-async def test_crash_resume_cycle(tmp_path: Path) -> None:
-    path = tmp_path / "out.jsonl"
-    await write_file(path, "jsonl", [ok("1"), failed("2")])
-    with path.open("ab") as handle:
-        handle.write(b'{"id":"3","respo')  # the process died mid-write
-    state = await load_existing(str(path), "jsonl")
-    assert state is not None and state.torn
-    writer = await open_writer(str(path), "jsonl", [], with_parsed=False, append=True)
-    for record in (ok("2"), ok("3")):
-        await writer.write(record)
-    await writer.aclose()
-    state = await load_existing(str(path), "jsonl")
-    assert state is not None
-    assert (state.done_ids, state.failed_ids, state.records, state.torn, state.needs_compaction) == (
-        frozenset({"1", "2", "3"}),
-        frozenset(),
-        4,
-        False,
-        True,
-    )
-    assert await compact(str(path), "jsonl") == 3
-    assert [(r["id"], r["error"]) for r in read_jsonl(path)] == [("1", None), ("2", None), ("3", None)]
-
-
 # --------------------------------------------------------------------------------------------------
-# compact
+# compact (without a plan: per key the last success, else the last record)
 
 
 async def test_compact_jsonl_keeps_one_per_id_in_first_appearance_order(tmp_path: Path) -> None:
@@ -635,7 +679,7 @@ async def test_compact_jsonl_keeps_one_per_id_in_first_appearance_order(tmp_path
     assert kept[2]["message_no"] == 4  # no success: the last record
     assert temp_leftovers(tmp_path) == []
     state = await load_existing(str(path), "jsonl")
-    assert state is not None and not state.needs_compaction
+    assert state is not None and not state.repeated
 
 
 async def test_compact_csv_keeps_header_and_multiline_records(tmp_path: Path) -> None:
@@ -669,10 +713,11 @@ async def test_compact_is_atomic_when_replace_fails(tmp_path: Path, monkeypatch)
     def failing_replace(src: str, dst: str) -> None:
         seen.append((src, dst))
         assert Path(src).parent == tmp_path  # the temp file is beside the output
+        assert Path(src).name.startswith(".out.jsonl.")  # named so the next run removes it if killed
         assert Path(src).read_bytes() == jsonl_bytes(ok("1"), ok("2"))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(compaction.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
         await compact(str(path), "jsonl")
     assert len(seen) == 1 and seen[0][1] == str(path)
@@ -701,14 +746,17 @@ async def test_compact_keeps_file_mode(tmp_path: Path) -> None:
 async def test_large_output_resume_and_compact(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(resume, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
     path = tmp_path / "out.jsonl"
-    records = [failed(str(i)) if i % 10 == 0 else ok(str(i), "r" * (i % 97)) for i in range(20_000)]
-    records += [ok(str(i)) for i in range(0, 20_000, 20)]
+    records = [
+        failed(str(i)) if i % 10 == 0 else ok(str(i), "r" * (i % 97), fingerprint=f"f{i}")
+        for i in range(20_000)
+    ]
+    records += [ok(str(i), fingerprint=f"f{i}") for i in range(0, 20_000, 20)]
     await write_file(path, "jsonl", records)
     state = await load_existing(str(path), "jsonl")
     assert state is not None
-    assert state.records == 21_000
-    assert len(state.done_ids) == 19_000
-    assert state.failed_ids == frozenset(str(i) for i in range(10, 20_000, 20))
+    assert state.records == 21_000 and len(state.keys) == 20_000 and len(state.repeated) == 1_000
+    assert len(state.succeeded) == 19_000
+    assert await count_outcomes(str(path), "jsonl") == (19_000, 1_000)
     assert await compact(str(path), "jsonl") == 20_000
     assert [r["id"] for r in read_jsonl(path)] == [str(i) for i in range(20_000)]
 
@@ -717,12 +765,17 @@ async def test_records_are_keyed_by_id_and_model(tmp_path: Path) -> None:
     # fan-out (-m a -m b): one id has a record per model; they are not duplicates of each other
     path = tmp_path / "out.jsonl"
     path.write_bytes(
-        jsonl_bytes(ok("1", model="a"), ok("1", model="b"), failed("2", model="a"), ok("2", model="a"))
+        jsonl_bytes(
+            ok("1", model="a", fingerprint="x"),
+            ok("1", model="b", fingerprint="x"),
+            failed("2", model="a"),
+            ok("2", model="a", fingerprint="y"),
+        )
     )
     state = await load_existing(str(path), "jsonl")
     assert state is not None
-    assert state.done == frozenset({("1", "a"), ("1", "b"), ("2", "a")})
-    assert state.needs_compaction  # ("2", "a") twice
+    assert state.has_success("1", "a", "x") and state.has_success("1", "b", "x")
+    assert state.repeated == {record_key("2", "a")}
     assert await compact(str(path), "jsonl") == 3
     kept = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["id"], r["model"], r["error"]) for r in kept] == [

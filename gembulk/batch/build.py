@@ -148,14 +148,16 @@ async def build_parts(
     max_rows: int,
     max_bytes: int,
     stopping: Callable[[], bool] = lambda: False,
+    settings_for: Callable[[str], GenerationSettings] | None = None,
 ) -> list[Part]:
     """Stream requests into JSONL parts in `directory`; memory stays flat. Empty list: nothing to send.
 
+    `settings_for(model)`, when given, is each model's request (--context: its cache, or the shared parts).
     Any failure (or `stopping()` turning true) deletes the parts written so far.
     """
     # One writer per model: with -m fan-out every model gets its own jobs (a job has one model).
     writers: dict[str, PartWriter] = {}
-    encoder = LineEncoder(settings)
+    encoders: dict[str, LineEncoder] = {}
     try:
         async for request in requests:
             if stopping():
@@ -168,6 +170,10 @@ async def build_parts(
                 writer = writers[request.model] = PartWriter(
                     directory, max_rows=max_rows, max_bytes=max_bytes, model=request.model, prefix=prefix
                 )
+            encoder = encoders.get(request.model)
+            if encoder is None:
+                chosen = settings_for(request.model) if settings_for is not None else settings
+                encoder = encoders[request.model] = LineEncoder(chosen)
             writer.add(request.row.index, request.id, encoder.line(request))
         return [part for writer in writers.values() for part in writer.close()]
     except BaseException:

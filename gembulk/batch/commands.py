@@ -18,7 +18,8 @@ from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode
 from gembulk.filemodes import new_output_file
 from gembulk.observer import RunObserver
-from gembulk.outputs import detect_output_format, open_writer
+from gembulk.outputs import detect_output_format, open_writer, output_lock, remove_leftovers
+from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 from gembulk.records import InputRow, Outcome, build_record
 from gembulk.retry import RetryPolicy
 from gembulk.stats import RunStats
@@ -154,7 +155,8 @@ async def fetch_bare(
     OUT is written to a temporary file and renamed, so running it again rewrites the same file.
     """
     stats = RunStats()
-    with batch_state.locked(output):
+    with output_lock(output):  # one gembulk at a time writes OUT
+        remove_leftovers(output)
         async with _service(connection) as service:
             statuses = await poll(
                 service, [job], poll_settings, observer, wait=wait, stopping=asyncio.Event()
@@ -168,7 +170,7 @@ async def fetch_bare(
                 )
                 return ExitCode.ROWS_FAILED, stats
             directory = os.path.dirname(os.path.abspath(output))
-            scratch = tempfile.mkdtemp(prefix=".gembulk-batch-", dir=directory)
+            scratch = tempfile.mkdtemp(prefix=temp_prefix(output), suffix=TEMP_SUFFIX, dir=directory)
             try:
                 path = os.path.join(scratch, "results.jsonl")
                 await service.download(status.results_file, path)

@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gembulk.batch import state as batch_state
 from gembulk.batch.jobs import BatchService
-from gembulk.batch.state import BatchState
+from gembulk.batch.state import BatchState, JobIdentity
 from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
-from gembulk.outputs import detect_output_format, load_existing
+from gembulk.outputs import count_outcomes, detect_output_format
 from gembulk.prepare import Prepared
+from gembulk.records import CallFailed
 from gembulk.retry import RetryPolicy
 from gembulk.scheduler import Limits
-from gembulk.settings import BatchMode, CollectOptions, RunOptions
+from gembulk.settings import BatchMode, CollectOptions, ContextCache, RunOptions, schema_summary
 from gembulk.stats import RunResult, RunStats
+
+
+def job_identity(options: RunOptions, prepared: Prepared) -> JobIdentity:
+    """How this run asks its rows, as a state file records it."""
+    generation: dict[str, Any] = {
+        "temperature": options.generation.temperature,
+        "max_output_tokens": options.generation.max_output_tokens,
+        "schema": schema_summary(prepared.schema),
+    }
+    if options.attach:  # only when used, so state files written before --attach existed still match
+        generation["attach"] = list(options.attach)
+    if prepared.context is not None:  # the content's hash: editing the document makes it another job
+        generation["context"] = prepared.context.sha256
+    stream = _from_stream(options, prepared)
+    return JobIdentity(
+        input=f"<stdin>:{prepared.scan.sha256}" if stream else os.path.abspath(options.input),
+        template=prepared.template.source,
+        model=",".join(options.models),
+        system=options.generation.system,
+        generation=json.dumps(generation, sort_keys=True),
+        id_column=prepared.scan.id_column,
+        shard=str(options.shard) if options.shard else None,
+    )
+
+
+def _from_stream(options: RunOptions, prepared: Prepared) -> bool:
+    """stdin or a pipe (its spooled copy is kept beside OUT, and its content is what identifies it)."""
+    return options.input == "-" or prepared.spool is not None
 
 
 def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
     assert options.batch is not None
     generation = options.generation
-    stdin = options.input == "-" or prepared.spool is not None  # a pipe is kept like stdin
+    stdin = _from_stream(options, prepared)
+    resumable = prepared.target.resumable
     return BatchState(
-        output=os.path.abspath(options.output) if options.output != "-" else "-",
+        output=os.path.abspath(options.output) if resumable else "-",
         output_format=prepared.output_format,
-        identity=prepared.identity,
+        identity=job_identity(options, prepared),
         input_path=None if stdin else os.path.abspath(options.input),
-        stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and options.output != "-" else None,
+        stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and resumable else None,
         input_format=prepared.spec.format,
         delimiter=prepared.spec.delimiter,
         id_column=prepared.scan.id_column,
@@ -60,14 +92,26 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         cache_path=os.path.abspath(options.cache_path) if options.cache_path else None,
         fallback_online=options.batch.fallback_online,
         keep_files=options.batch.keep_files,
+        context=_context_of(options),
         submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
 
 
-def same_submission(state: BatchState, prepared: Prepared) -> list[str]:
-    """What differs between a state file's submission and this run (empty: the same job and input)."""
-    changed = [name for name in state.identity.differences(prepared.identity)]
-    if state.input_sha256 != prepared.scan.sha256 and "input" not in changed:
+def _context_of(options: RunOptions) -> dict[str, Any]:
+    if not options.has_context:
+        return {}
+    return {
+        "files": [os.path.abspath(name) for name in options.context_files],
+        "text": options.context_text,
+        "cache": str(options.context_cache),
+    }
+
+
+def same_submission(state: BatchState, options: RunOptions, prepared: Prepared) -> list[str]:
+    """What differs between a state file's submission and this run (empty: the same job and input).
+    The input is compared by content: the same bytes at another path are the same input."""
+    changed = state.identity.differences(job_identity(options, prepared))
+    if state.input_sha256 != prepared.scan.sha256:
         changed.append("input content")
     return changed
 
@@ -81,7 +125,7 @@ def batch_state_for(
         path = options.batch.state_path
         assert path is not None
         state = batch_state.load(path)
-        changed = same_submission(state, prepared)
+        changed = same_submission(state, options, prepared)
         if changed:
             raise StateFileError(
                 f"{path} was written for another job or input (changed since the submission: "
@@ -91,7 +135,7 @@ def batch_state_for(
             )
         return state, path
     fresh = new_state(options, prepared)
-    if options.output == "-":
+    if not prepared.target.resumable:
         return fresh, None
     path = batch_state.state_path(options.output)
     if not os.path.exists(path):
@@ -100,7 +144,7 @@ def batch_state_for(
     if existing.fetched or not existing.jobs:
         return fresh, path
     names = ", ".join(existing.job_names) or "none created yet"
-    changed = same_submission(existing, prepared)
+    changed = same_submission(existing, options, prepared)
     if changed and not options.overwrite:
         raise StateFileError(
             f"{path} holds batch jobs of another job that were never fetched ({names}; changed: "
@@ -147,6 +191,9 @@ def options_from_state(
         allow_private_urls=state.allow_private_urls,
         max_download=state.max_download,
         cache_path=state.cache_path,
+        context_files=tuple(state.context.get("files") or ()),
+        context_text=state.context.get("text"),
+        context_cache=ContextCache(state.context.get("cache") or ContextCache.AUTO),
         downloads=int(online.get("downloads") or online["concurrency"]),
         api_key=how.api_key,
         base_url=how.base_url,
@@ -172,11 +219,9 @@ async def already_fetched(
             "does not exist",
             hint="the results were fetched once; run the job again to get them anew",
         )
-    existing = await load_existing(output, detect_output_format(output, options.output_format))
-    done = existing.done_ids if existing else frozenset()
-    failed = existing.failed_ids if existing else frozenset()
-    stats = RunStats(total=state.rows, ok=len(done), failed=len(failed))
-    observer.message(f"already fetched into {output}: {len(done)} ok, {len(failed)} failed")
+    ok, failed = await count_outcomes(output, detect_output_format(output, options.output_format))
+    stats = RunStats(total=state.rows, ok=ok, failed=failed)
+    observer.message(f"already fetched into {output}: {ok} ok, {failed} failed")
     assert options.batch is not None
     if not state.files_deleted and not options.batch.keep_files:
         await delete_leftover_files(state, state_file, options.api_key or "", options.base_url, observer)
@@ -201,7 +246,25 @@ async def delete_leftover_files(
             if status.results_file:
                 files.append(status.results_file)
         problems = [problem for name in files if (problem := await service.delete_file(name))]
+        problems += await delete_context_caches(client, state)
     for problem in problems:
         observer.message(f"could not delete a batch file (it expires after 48 h): {problem}")
     if not problems:
-        batch_state.save(state_file, replace(state, files_deleted=True))
+        context = {**state.context, "caches_deleted": True} if state.context.get("caches") else state.context
+        batch_state.save(state_file, replace(state, files_deleted=True, context=context))
+
+
+async def delete_context_caches(client: GeminiClient, state: BatchState) -> list[str]:
+    """Delete the context caches a fetched batch's lines named (one already gone is fine)."""
+    from gembulk.context.caches import is_cache_gone
+
+    if state.context.get("caches_deleted"):
+        return []
+    problems = []
+    for entry in (state.context.get("caches") or {}).values():
+        try:
+            await client.delete_cache(str(entry["name"]))
+        except CallFailed as failure:
+            if not is_cache_gone(failure):
+                problems.append(f"context cache {entry['name']}: {failure}")
+    return problems

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from gembulk.client import outcome_from_json
+from gembulk.context.caches import is_cache_gone
 from gembulk.records import CallFailed, Outcome, RowError
 from gembulk.retry import Verdict, classify
 
@@ -134,14 +135,17 @@ class LineResult:
 def from_line(line: dict[str, Any], *, parse_json: bool) -> LineResult:
     """Classify one result line with the online rules: a response as an answer, an error as a RowError.
 
-    Only a transient line error (429, 5xx, deadline) may go to the online fallback; INVALID_ARGUMENT and
-    other permanent errors, and content failures such as a blocked prompt, would fail online too.
+    Only a transient line error (429, 5xx, deadline) or a context cache gone may go to the online
+    fallback; INVALID_ARGUMENT and other permanent errors, and content failures such as a blocked prompt,
+    would fail online too.
     """
     if "response" in line and line["response"] is not None:
         return LineResult(outcome_from_json(line["response"], parse_json=parse_json), False)
     error = row_error(line.get("error"))
-    verdict = classify(CallFailed(error.status, error.message, code=error.code))
-    return LineResult(Outcome(text=None, error=error), verdict is Verdict.RETRY)
+    failure = CallFailed(error.status, error.message, code=error.code)
+    # A line whose context cache was gone (a job that outlived it) is finished online, where it is recreated.
+    retry = classify(failure) is Verdict.RETRY or is_cache_gone(failure)
+    return LineResult(Outcome(text=None, error=error), retry)
 
 
 def not_answered(status: str, message: str) -> LineResult:

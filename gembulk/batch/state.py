@@ -1,21 +1,18 @@
-"""The batch state file beside OUT: what was submitted and how to rebuild its records; atomic; a lock."""
+"""The batch state file beside OUT: what was submitted and how to rebuild its records; written atomically."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from gembulk.errors import NotReadyError, StateFileError
-from gembulk.jobfile import JobIdentity
+from gembulk.errors import StateFileError
 from gembulk.jsonfiles import write_json_atomic
+from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 
 SUFFIX = ".gembulk-batch.json"
-LOCK_SUFFIX = ".gembulk-batch.lock"
 INPUT_SUFFIX = ".gembulk-batch.input"  # the kept copy of a stdin input, for batch wait/fetch
 KIND = "gembulk-batch-state"
 VERSION = 1
@@ -28,6 +25,26 @@ def state_path(output: str) -> str:
 
 def stdin_copy_path(output: str) -> str:
     return os.path.abspath(output) + INPUT_SUFFIX
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """What makes a run the submission a state file describes: how its rows are asked. The input is
+    compared by its content hash (BatchState.input_sha256), not by `input`, its path at submission:
+    the same bytes at another path adopt the same jobs."""
+
+    input: str  # absolute path of the input file at submission, or "<stdin>" plus the content hash
+    template: str
+    model: str
+    system: str | None
+    generation: str  # canonical JSON of temperature, max output tokens and schema
+    id_column: str | None
+    shard: str | None = None  # "K/N" when only one shard of the rows is this job's
+
+    def differences(self, other: JobIdentity) -> list[str]:
+        """The fields that differ, `input` (a path) left out: the content hash decides that."""
+        mine, theirs = asdict(self), asdict(other)
+        return [name for name in mine if name != "input" and mine[name] != theirs[name]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +67,7 @@ class BatchState:
 
     output: str  # absolute path of OUT
     output_format: str
-    identity: JobIdentity  # the same job identity as OUT's .gembulk.json
+    identity: JobIdentity  # how the rows were asked, to refuse a run that would ask them otherwise
     input_path: str | None  # absolute path of the input file; None when it was stdin or a pipe
     stdin_copy: str | None  # the kept copy of stdin or of a pipe beside OUT (deleted after the fetch)
     input_format: str
@@ -76,6 +93,10 @@ class BatchState:
     attach_root: str | None = None  # the folder local attachments were confined to (resolved)
     allow_private_urls: bool = False  # --allow-private-urls of the run
     max_download: int | None = None  # the largest URL attachment of the run (None: the default)
+    # --context of the run: "files" (absolute), "text", "cache" (the --context-cache mode), and "caches"
+    # (model -> {"name", "tokens", "since"}: the cachedContents its lines name, deleted after the fetch,
+    # which then sets "caches_deleted")
+    context: dict[str, Any] = field(default_factory=dict)
     delimiter: str | None = None  # --delimiter of the run (None: the format's own, or told from the header)
     version: int = field(default=VERSION)
 
@@ -142,34 +163,14 @@ def load(path: str) -> BatchState:
 
 def save(path: str, state: BatchState) -> None:
     """Write atomically: a reader, a concurrent run or a crash sees the old state or the new, never half."""
-    write_json_atomic(path, state.to_json())
+    # Its temp file is named as OUT's, so the next run on OUT removes it if this process is killed.
+    owner = path.removesuffix(SUFFIX) if path.endswith(SUFFIX) else path
+    write_json_atomic(path, state.to_json(), prefix=temp_prefix(owner), suffix=TEMP_SUFFIX)
 
 
 def remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-@contextlib.contextmanager
-def locked(output: str) -> Iterator[None]:
-    """Hold OUT's batch lock: one gembulk at a time submits, waits or fetches for an output.
-
-    An advisory flock on a lock file beside OUT (the state file itself is replaced on every write, so it
-    cannot carry the lock); the kernel drops it when the process dies, even by SIGKILL.
-    """
-    path = os.path.abspath(output) + LOCK_SUFFIX
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise NotReadyError(
-                f"another gembulk is submitting, waiting for or fetching batch jobs for {output}",
-                hint="try again when it has finished",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def resolve_target(target: str, output: str | None) -> tuple[str | None, str | None]:

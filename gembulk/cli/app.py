@@ -99,10 +99,8 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, GembulkError):
         print_error(exc)
         return exc.exit_code
-    from gembulk.outputs import OutputClosedError  # loaded by then: only a run writes records
-
-    if isinstance(exc, OutputClosedError):
-        return ExitCode.OK  # stdout closed by the reader (`| head`): not an error of ours
+    if isinstance(exc, BrokenPipeError):  # stdout's reader went away while a command printed to it
+        return ExitCode.OUTPUT_CLOSED
     print(
         f"gembulk: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
         file=sys.stderr,

@@ -12,10 +12,12 @@ from gembulk.errors import GembulkError, NotReadyError
 from gembulk.settings import ProgressMode
 
 EXIT_CODES_HELP = """
-Exit codes: 0 every row succeeded; 1 the run finished and some rows failed; 2 bad usage or input,
-nothing sent; 3 stopped early on a fatal API condition (invalid key, permission denied, unknown model,
-per-day quota exhausted), finished rows kept; 4 batch jobs not done yet (batch fetch, batch wait
---timeout); 130 interrupted (SIGINT/SIGTERM), finished rows kept.
+Exit codes: 0 every row succeeded; 1 the run finished and some rows failed; 2 bad usage or input
+(an unwritable -o included), nothing sent, no output touched; 3 stopped early on a fatal API
+condition (invalid key, permission denied, unknown model, per-day quota exhausted, --max-cost) or
+because OUT could not be written (disk full), finished rows kept; 4 batch jobs not done yet (batch
+fetch, batch wait --timeout) or another gembulk is writing the same output; 130 interrupted
+(SIGINT/SIGTERM), finished rows kept; 141 the reader of the output went away (| head).
 """
 
 
@@ -56,6 +58,8 @@ def setup_logging(debug: bool) -> None:
 
 
 def print_error(error: GembulkError) -> None:
+    if error.silent:  # the exit code says it (141: the reader went away, like a tool ended by SIGPIPE)
+        return
     # "Not done yet" is an expected answer (cron polls until exit 0 or 1), not an error.
     label = "" if isinstance(error, NotReadyError) else "error: "
     print(f"gembulk: {label}{error.message}", file=sys.stderr)

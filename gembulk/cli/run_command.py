@@ -14,6 +14,7 @@ from gembulk.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
+    ContextCache,
     Fallback,
     ProgressMode,
 )
@@ -35,6 +36,8 @@ Examples:
   gembulk run questions.jsonl -m gemini-2.5-pro --rpm 150 --max-cost 20
   # check input, template and schema, show the first prompts, send nothing
   gembulk run items.csv -t "Label: {title}" --json-schema s.json --dry-run
+  # one long document shared by every row, cached once when that pays
+  gembulk run tickets.csv -t "Classify: {text}" --context policy.pdf
   # each row's image (a path, an http(s) URL or a files/ name) sent along
   gembulk run photos.csv -t "Describe {caption}." --attach photo -o d.jsonl
   # the Batch API at half the price; later: gembulk batch fetch out.jsonl
@@ -48,6 +51,7 @@ SPEED = "Speed and quota"
 OUTPUT = "Output"
 BATCH = "Batch API"
 MEDIA = "Media"
+CONTEXT = "Shared context"
 COST = "Cost"
 CACHE = "Cache and sharding"
 CONNECTION = "Connection and debug"
@@ -106,8 +110,16 @@ ModelOpt = Annotated[
         help=f"Gemini model (default {DEFAULT_MODEL}); repeat it to run every row on each.",
     ),
 ]
-TemperatureOpt = Annotated[float | None, _opt("--temperature", panel=MODEL)]
-MaxOutputTokensOpt = Annotated[int | None, _opt("--max-output-tokens", panel=MODEL)]
+TemperatureOpt = Annotated[float | None, _opt("--temperature", panel=MODEL, help="0 to 2, the API's range.")]
+MaxOutputTokensOpt = Annotated[
+    int | None,
+    _opt(
+        "--max-output-tokens",
+        panel=MODEL,
+        help="Bound each answer (thinking included), up to the model's output limit; "
+        "with --max-cost, also what is reserved for each request.",
+    ),
+]
 JsonSchemaOpt = Annotated[
     str | None,
     _opt("--json-schema", panel=MODEL, help="JSON schema file; answers are JSON, parsed into 'parsed'."),
@@ -256,6 +268,30 @@ MaxDownloadOpt = Annotated[
     ),
 ]
 
+ContextOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--context",
+        panel=CONTEXT,
+        metavar="FILE",
+        help="A file (text, Markdown, PDF, image, … as --attach takes) sent before every row's prompt, "
+        "with -s; cached once (Gemini context caching) when that is cheaper. Repeatable.",
+    ),
+]
+ContextTextOpt = Annotated[
+    str | None,
+    _opt("--context-text", panel=CONTEXT, metavar="TEXT", help="Text sent before every row's prompt."),
+]
+ContextCacheOpt = Annotated[
+    ContextCache,
+    _opt(
+        "--context-cache",
+        panel=CONTEXT,
+        help="auto: cache the shared context when the model can and the price table says it pays; "
+        "on: whenever the model can; off: send it first in every request.",
+    ),
+]
+
 MaxCostOpt = Annotated[
     float | None,
     _opt(
@@ -335,6 +371,9 @@ def run(
     attach_root: AttachRootOpt = None,
     allow_private_urls: AllowPrivateUrlsOpt = False,
     max_download: MaxDownloadOpt = None,
+    context: ContextOpt = None,
+    context_text: ContextTextOpt = None,
+    context_cache: ContextCacheOpt = ContextCache.AUTO,
     max_cost: MaxCostOpt = None,
     prices: PricesOpt = None,
     cache: CacheOpt = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gembulk.errors import UsageError
@@ -16,8 +16,10 @@ from gembulk.settings import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
+    NO_API_KEY,
     BatchMode,
     BatchOptions,
+    ContextCache,
     Fallback,
     GenerationSettings,
     ProgressMode,
@@ -80,6 +82,9 @@ class RunArgs:
     attach_root: str | None = None
     allow_private_urls: bool = False
     max_download: str | None = None
+    context: list[str] | None = None
+    context_text: str | None = None
+    context_cache: ContextCache = ContextCache.AUTO
     debug: bool = False
 
 
@@ -97,7 +102,9 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
     ):
         check_positive(flag, value)
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))  # repeated -m: duplicates dropped, in order
-    return RunOptions(
+    check_request_settings(models, args.temperature, args.max_output_tokens)
+    context_files = _context_files(args)
+    options = RunOptions(
         cache_path=args.cache,
         shard=Shard.parse(args.shard) if args.shard is not None else None,
         max_cost=args.max_cost,
@@ -135,7 +142,26 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         max_download=parse_size("--max-download", args.max_download)
         if args.max_download is not None
         else None,
+        context_files=context_files,
+        context_text=args.context_text,
+        context_cache=args.context_cache,
     )
+    if not options.dry_run and not options.api_key:
+        raise UsageError(NO_API_KEY)  # here, before the run machinery and the SDK are imported
+    return options
+
+
+def _context_files(args: RunArgs) -> tuple[str, ...]:
+    """--context files in order (a file named twice is sent once); stdin is refused: the rows may be on it,
+    and a batch collected later could not read it again."""
+    files = tuple(dict.fromkeys(args.context or ()))
+    if "-" in files:
+        raise UsageError("--context -: stdin cannot be shared context; save it to a file and name that")
+    if args.context_text is not None and not args.context_text.strip():
+        raise UsageError("--context-text is empty")
+    if args.context_cache is not ContextCache.AUTO and not (files or args.context_text):
+        raise UsageError("--context-cache works only with --context or --context-text")
+    return files
 
 
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
@@ -179,3 +205,32 @@ def _batch_options(args: RunArgs) -> BatchOptions | None:
         keep_files=args.keep_files,
         display_name=args.batch_name,
     )
+
+
+# The API's own range for temperature (a 400 "temperature must be in the range [0.0, 2.0]" otherwise).
+TEMPERATURE_RANGE = (0.0, 2.0)
+# What the SDK refuses in a model name (ValueError "invalid model parameter"), and what would break its URL.
+_NOT_IN_MODEL_NAMES = ("..", "?", "&", "#", "%")
+
+
+def check_request_settings(
+    models: Sequence[str], temperature: float | None, max_output_tokens: int | None
+) -> None:
+    """The request settings the API would refuse for every row, refused here before anything is sent.
+
+    What needs the model's limits (--max-output-tokens above its output limit, prompts over its input
+    limit) is checked once they are known, in gembulk/modelinfo.py.
+    """
+    for model in models:
+        if not _model_name_ok(model):
+            raise UsageError(f"-m {model!r}: not a model name (such as {DEFAULT_MODEL})")
+    low, high = TEMPERATURE_RANGE
+    if temperature is not None and not low <= temperature <= high:  # NaN fails this too
+        raise UsageError(f"--temperature must be between {low:g} and {high:g}, got {temperature:g}")
+    if max_output_tokens is not None and max_output_tokens < 1:
+        raise UsageError(f"--max-output-tokens must be at least 1, got {max_output_tokens}")
+
+
+def _model_name_ok(model: str) -> bool:
+    printable = model.isprintable() and not any(char.isspace() for char in model)
+    return bool(model) and printable and not any(part in model for part in _NOT_IN_MODEL_NAMES)

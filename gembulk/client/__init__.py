@@ -1,32 +1,30 @@
 """The client stage: the only code that talks to google-genai (and so the only one that imports it).
 
-seam         GeminiClient: the SDK client built on purpose, one request sent, the Files and Batch API calls
+seam         GeminiClient: the SDK client built on purpose, one request sent, the cachedContents, Files and
+             Batch API calls
 request      a row's request in the SDK's types, and in proto-JSON for batch lines
 outcomes     an answer classified: text, or a row failure that names its reason
 failures     SDK and transport exceptions turned into CallFailed
 transport    the aiohttp session the SDK sends through
-tokens       the cheap token estimate used for pacing and budgets
 sdk_patches  the speed patches that lean on the SDK's private internals, fenced and installed here
 """
 
 from gembulk.client import sdk_patches
 from gembulk.client.failures import call_failed_from_api_error, parse_duration, scrub
 from gembulk.client.outcomes import OK_FINISH_REASONS, outcome_from_json, outcome_from_response
-from gembulk.client.seam import BATCH_INPUT_MIME_TYPE, GeminiClient, UploadedMedia
-from gembulk.client.tokens import MEDIA_TOKENS, estimate_tokens
+from gembulk.client.seam import BATCH_INPUT_MIME_TYPE, CacheEntry, GeminiClient, UploadedMedia
 from gembulk.client.transport import environment_routes_requests
 from gembulk.settings import GenerationSettings  # its home is settings; importable here too
 
 __all__ = [
     "BATCH_INPUT_MIME_TYPE",
-    "MEDIA_TOKENS",
     "OK_FINISH_REASONS",
+    "CacheEntry",
     "GeminiClient",
     "GenerationSettings",
     "UploadedMedia",
     "call_failed_from_api_error",
     "environment_routes_requests",
-    "estimate_tokens",
     "outcome_from_json",
     "outcome_from_response",
     "parse_duration",

@@ -50,7 +50,10 @@ def call_failed_from_api_error(exc: errors.APIError, api_key: str = "") -> CallF
         elif kind.endswith("google.rpc.QuotaFailure"):
             for v in detail.get("violations") or []:
                 if isinstance(v, dict) and v.get("quotaId"):
-                    violations.append(QuotaViolation(str(v["quotaId"]), _int_or_none(v.get("quotaValue"))))
+                    metric = str(v.get("quotaMetric") or "")
+                    violations.append(
+                        QuotaViolation(str(v["quotaId"]), _int_or_none(v.get("quotaValue")), metric)
+                    )
     status = exc.status or error.get("status") or f"HTTP_{exc.code}"
     message = scrub(str(exc.message or error.get("message") or ""), api_key).strip()
     return CallFailed(

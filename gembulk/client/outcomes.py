@@ -23,6 +23,7 @@ def usage_from(metadata: types.GenerateContentResponseUsageMetadata | None) -> U
         output_tokens=metadata.candidates_token_count or 0,
         thoughts_tokens=metadata.thoughts_token_count or 0,
         total_tokens=metadata.total_token_count or 0,
+        cached_tokens=metadata.cached_content_token_count or 0,
     )
 
 

@@ -1,13 +1,16 @@
-"""The SDK seam: the one place gembulk calls google-genai. Builds the client, sends one request, and makes
-the Files and Batch API calls the batch executor needs; answers and errors leave it as gembulk values."""
+"""The SDK seam: the one place gembulk calls google-genai. Builds the client, sends one request, looks a model
+up, and makes the Files and Batch API calls the batch executor needs; answers and errors leave it as gembulk
+values."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -16,9 +19,9 @@ from google.genai import Client, types
 from gembulk.client import sdk_patches
 from gembulk.client.failures import scrub, translate
 from gembulk.client.outcomes import enum_name, outcome_from_response
-from gembulk.client.request import contents, generate_config
+from gembulk.client.request import contents, generate_config, shared_contents
 from gembulk.client.transport import new_session
-from gembulk.records import CallFailed, MediaPart, Outcome
+from gembulk.records import CallFailed, MediaPart, ModelLimits, Outcome, SharedPart
 
 if TYPE_CHECKING:
     import aiohttp
@@ -31,6 +34,8 @@ BATCH_INPUT_MIME_TYPE = "jsonl"
 
 T = TypeVar("T")
 _CLIENT_TIMEOUT = object()  # GeminiClient._sdk: use the client's own timeout
+# models.get answers of this process, by (base URL, digest of the key, model): see model_limits.
+_MODEL_LIMITS: dict[tuple[str | None, str, str], ModelLimits] = {}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,17 @@ class UploadedMedia:
 
     file_name: str
     part: MediaPart
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cachedContents entry as the API describes it."""
+
+    name: str  # "cachedContents/…"
+    model: str  # without "models/"
+    display_name: str | None
+    tokens: int | None  # usageMetadata.totalTokenCount
+    expires: float | None  # expireTime, seconds since the epoch
 
 
 class GeminiClient:
@@ -69,6 +85,7 @@ class GeminiClient:
         self._timeout = timeout
         self.settings = settings
         self._config = generate_config(settings)
+        self._configs: dict[int, tuple[GenerationSettings, Any]] = {}  # per-model variants (--context)
         self._session: aiohttp.ClientSession | None = None
         self._client: Client | None = None
         self._warmup_due = not paced  # an unpaced run warms the response models after its first request
@@ -99,15 +116,26 @@ class GeminiClient:
         assert self._client is not None, "use GeminiClient as an async context manager"
         return self._client.aio
 
-    async def generate(self, model: str, prompt: str, media: Sequence[MediaPart] = ()) -> Outcome:
-        """One generateContent call. Returns the outcome of an answer; raises CallFailed without one."""
+    async def generate(
+        self,
+        model: str,
+        prompt: str,
+        media: Sequence[MediaPart] = (),
+        settings: GenerationSettings | None = None,
+    ) -> Outcome:
+        """One generateContent call, with the job's settings or a variant of them (`settings`: the shared
+        context's parts or cache for this model). Returns the outcome of an answer; raises CallFailed
+        without one."""
         if self._warmup_due:
             self._warmup_due = False
             self._warmup = sdk_patches.warm_response_models_soon()
+        config, shared = self._config, ()
+        if settings is not None:
+            config, shared = self._config_for(settings), settings.shared
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self.aio.models.generate_content(
-                    model=model, contents=contents(prompt, media), config=self._config
+                    model=model, contents=contents(prompt, media, shared), config=config
                 )
         except Exception as exc:
             translated = self.translate(exc)
@@ -115,6 +143,57 @@ class GeminiClient:
                 raise
             raise translated from exc
         return outcome_from_response(response, parse_json=self.settings.json_schema is not None)
+
+    def _config_for(self, settings: GenerationSettings) -> Any:
+        """The config of a settings variant, built once: a variant lives as long as its cache (or the run)."""
+        kept = self._configs.get(id(settings))
+        if kept is None or kept[0] is not settings:
+            kept = self._configs[id(settings)] = (settings, generate_config(settings))
+        return kept[1]
+
+    # -- Context caching: cachedContents and countTokens of the shared parts -------------------------
+
+    async def count_shared_tokens(self, model: str, shared: Sequence[SharedPart]) -> int:
+        """countTokens of the shared context's parts (the system instruction is counted apart)."""
+        response = await self._sdk(
+            self.aio.models.count_tokens(model=model, contents=shared_contents(shared))
+        )
+        return response.total_tokens or 0
+
+    async def create_cache(
+        self,
+        model: str,
+        *,
+        system: str | None,
+        shared: Sequence[SharedPart],
+        ttl_seconds: float,
+        display_name: str,
+    ) -> CacheEntry:
+        """cachedContents.create: the shared parts and the system instruction, kept for `ttl_seconds`."""
+        config = types.CreateCachedContentConfig(
+            contents=shared_contents(shared),
+            system_instruction=system or None,
+            ttl=_duration(ttl_seconds),
+            display_name=display_name,
+        )
+        return _cache_entry(await self._sdk(self.aio.caches.create(model=model, config=config)))
+
+    async def set_cache_ttl(self, name: str, ttl_seconds: float) -> CacheEntry:
+        """cachedContents.patch of the TTL: the entry now expires `ttl_seconds` from now."""
+        config = types.UpdateCachedContentConfig(ttl=_duration(ttl_seconds))
+        return _cache_entry(await self._sdk(self.aio.caches.update(name=name, config=config)))
+
+    async def delete_cache(self, name: str) -> None:
+        await self._sdk(self.aio.caches.delete(name=name))
+
+    async def list_caches(self) -> list[CacheEntry]:
+        """Every cachedContents entry of this key (the API keeps few: they cost storage by the hour)."""
+
+        async def listed() -> list[CacheEntry]:
+            pager = await self.aio.caches.list(config=types.ListCachedContentsConfig(page_size=100))
+            return [_cache_entry(found) async for found in pager]
+
+        return await self._sdk(listed())
 
     # -- Files and Batch API ---------------------------------------------------------------------
     # Every call raises CallFailed on an HTTP error or a transport fault (the retry module decides what
@@ -238,12 +317,45 @@ class GeminiClient:
             raise translated from exc
         return response.total_tokens or 0
 
+    async def model_limits(self, model: str, *, timeout: float | None) -> ModelLimits:
+        """models.get: the model's inputTokenLimit and outputTokenLimit (None where the answer has none).
+
+        Answers are kept for the life of the process, per endpoint, key and model: a run with several
+        models asks once for each, and a second run in the same process does not ask again.
+        """
+        key = (self._base_url, hashlib.sha256(self._api_key.encode()).hexdigest()[:16], model)
+        known = _MODEL_LIMITS.get(key)
+        if known is None:
+            found = await self._sdk(self.aio.models.get(model=model), timeout=timeout)
+            known = _MODEL_LIMITS[key] = ModelLimits(
+                found.input_token_limit, found.output_token_limit, "models.get"
+            )
+        return known
+
     def translate(self, exc: BaseException) -> BaseException:
         """Turn an SDK or transport exception into CallFailed; leave cancellation and bugs alone."""
         return translate(exc, api_key=self._api_key, timeout=self._timeout)
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._api_key)
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, round(seconds))}s"
+
+
+def _cache_entry(found: types.CachedContent) -> CacheEntry:
+    if not found.name:
+        raise CallFailed("BAD_RESPONSE", "the cachedContents answer names no entry", transport=True)
+    expires = found.expire_time.timestamp() if isinstance(found.expire_time, datetime) else None
+    usage = found.usage_metadata
+    return CacheEntry(
+        name=str(found.name),
+        model=str(found.model or "").removeprefix("models/"),
+        display_name=found.display_name,
+        tokens=usage.total_token_count if usage is not None else None,
+        expires=expires,
+    )
 
 
 def _json_object(body: str | None) -> dict[str, Any]:

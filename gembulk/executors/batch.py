@@ -29,6 +29,7 @@ from gembulk.batch.results import (
     read_line,
 )
 from gembulk.batch.state import BatchState, JobRef
+from gembulk.context.runtime import ContextRuntime
 from gembulk.executors import Emit, Executor, RequestSource
 from gembulk.executors.batch_submit import BatchSubmission
 from gembulk.media import MediaResolver
@@ -73,8 +74,10 @@ class BatchExecutor:
         online: Callable[[], Executor] | None = None,
         stdin_spool: str | None = None,
         media: MediaResolver | None = None,
+        context: ContextRuntime | None = None,
     ) -> None:
         self._service = service
+        self._context = context
         self._options = options
         self._settings = settings
         self._observer = observer
@@ -90,6 +93,7 @@ class BatchExecutor:
             stopping=self._stopping,
             stdin_spool=stdin_spool,
             media=media,
+            context=context,
         )
         self._online_executor: Executor | None = None
         self._statuses: dict[str, JobStatus] = {}
@@ -176,6 +180,8 @@ class BatchExecutor:
     async def _finish_online(self, requests: RequestSource, wanted: set[tuple[str, str]], emit: Emit) -> None:
         assert self._online is not None
         self._observer.phase(f"--fallback online: finishing {len(wanted)} rows online")
+        if self._context is not None:
+            await self._context.ready(sorted({model for _, model in wanted}))
         executor = self._online_executor = self._online()
 
         async def emit_online(request: PromptRequest, outcome: Outcome) -> None:
@@ -190,6 +196,9 @@ class BatchExecutor:
         if not self._collected:
             return
         self._submission.save(replace(self.state, fetched=True, keep_files=self._options.keep_files))
+        if self._context is not None and self.state.context.get("caches"):
+            await self._context.close(delete_batch=True)  # OUT holds every row: no line needs them now
+            self._submission.save(replace(self.state, context={**self.state.context, "caches_deleted": True}))
         if self.state.stdin_copy:
             batch_state.remove(self.state.stdin_copy)
         if self._options.keep_files:

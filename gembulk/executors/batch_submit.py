@@ -16,12 +16,14 @@ from gembulk.batch import state as batch_state
 from gembulk.batch.build import Part, build_parts
 from gembulk.batch.jobs import BatchService
 from gembulk.batch.state import BatchState, JobRef
+from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import GembulkError
 from gembulk.executors import RequestSource
 from gembulk.executors.online import fatal_error
 from gembulk.filemodes import copy_private
 from gembulk.media import MediaResolver, resolve_in_order
 from gembulk.observer import RunObserver
+from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 from gembulk.records import CallFailed, PromptRequest, RowError
 from gembulk.settings import BatchOptions, GenerationSettings
 
@@ -41,8 +43,10 @@ class BatchSubmission:
         stopping: asyncio.Event,
         stdin_spool: str | None = None,
         media: MediaResolver | None = None,
+        context: ContextRuntime | None = None,
     ) -> None:
         self._service = service
+        self._context = context
         self._options = options
         self._state = state
         self._state_file = state_file
@@ -52,7 +56,11 @@ class BatchSubmission:
         self._stdin_spool = stdin_spool
         self._media = media
         self._adopted = bool(state.jobs)  # jobs from an earlier run: some may be created but unrecorded
+        if context is not None and state.jobs:  # their lines name the caches the state file lists
+            context.adopt(state.context.get("caches") or {})
         self._scratch_parent = os.path.dirname(state_file) if state_file else None
+        # Named as OUT's temporary files, so the next run on OUT removes what a killed one left.
+        self._scratch_prefix = temp_prefix(state.output) if state_file else ".gembulk-batch-"
 
     @property
     def state(self) -> BatchState:
@@ -62,6 +70,9 @@ class BatchSubmission:
         """Build, upload and create whatever is not submitted yet, saving the state file at each step."""
         if not self._state.jobs:
             failures: dict[str, dict[str, object]] = {}
+            context = self._context
+            if context is not None:
+                await context.open_for_batch()
             with self.scratch() as scratch:
                 try:
                     parts = await build_parts(
@@ -71,6 +82,7 @@ class BatchSubmission:
                         max_rows=self._options.max_rows,
                         max_bytes=self._options.max_bytes,
                         stopping=self._stopping.is_set,
+                        settings_for=context.settings_for if context is not None else None,
                     )
                 except BaseException:
                     await self._delete_media()
@@ -91,7 +103,15 @@ class BatchSubmission:
                     await self._delete_media()
                     return
             media_files = tuple(self._media.uploaded) if self._media is not None else ()
-            self.save(replace(self._state, jobs=tuple(jobs), media_files=media_files))
+            state = replace(self._state, jobs=tuple(jobs), media_files=media_files)
+            if context is not None:  # its caches and uploads now live as long as the jobs
+                caches = await context.commit_for_jobs()
+                state = replace(
+                    state,
+                    media_files=media_files + tuple(context.take_uploads()),
+                    context={**state.context, "caches": caches},
+                )
+            self.save(state)
         await self._create_jobs()
 
     async def _with_media(
@@ -163,6 +183,8 @@ class BatchSubmission:
 
     async def _abandon_uploads(self) -> None:
         await self.delete([job.input_file for job in self._state.jobs] + list(self._state.media_files))
+        if self._context is not None:  # no job names its caches: the run's end deletes them
+            self._context.kept_for_jobs = False
         self._state = replace(self._state, jobs=())
         if self._state_file is not None:
             batch_state.remove(self._state_file)
@@ -193,7 +215,7 @@ class BatchSubmission:
     @contextlib.contextmanager
     def scratch(self) -> Iterator[str]:
         """A temporary directory beside OUT (else the system's) for part and result files."""
-        path = tempfile.mkdtemp(prefix=".gembulk-batch-", dir=self._scratch_parent)
+        path = tempfile.mkdtemp(prefix=self._scratch_prefix, suffix=TEMP_SUFFIX, dir=self._scratch_parent)
         try:
             yield path
         finally:

@@ -23,19 +23,28 @@ class CachedExecutor:
     """
 
     def __init__(
-        self, inner: Executor, cache: ResponseCache, settings: GenerationSettings, stats: RunStats
+        self,
+        inner: Executor,
+        cache: ResponseCache,
+        settings: GenerationSettings,
+        stats: RunStats,
+        context: str | None = None,
     ) -> None:
         self._inner = inner
+        self._context = context  # the shared context's content hash (--context), part of every key
         self._cache = cache
         self._settings = settings
         self._stats = stats
         self._hits: set[tuple[str, str]] | None = None  # (id, model) of rows answered from the cache
 
     async def _key(self, request: PromptRequest) -> str:
+        if request.request_key is not None:  # computed by the request pass, from the same settings
+            return request.request_key
         attachments: list[str] = []
         if request.attachments:  # hashing a local file reads it: off the event loop
             attachments = await asyncio.to_thread(lambda: [identity(a) for a in request.attachments])
-        return cache_key(request.model, self._settings.to_request_json(request.prompt), attachments)
+        request_json = self._settings.to_request_json(request.prompt)
+        return cache_key(request.model, request_json, attachments, context=self._context)
 
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         async def store_and_emit(request: PromptRequest, outcome: Outcome) -> None:

@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from gembulk.budget import Budget
-from gembulk.client import MEDIA_TOKENS, GeminiClient, estimate_tokens
+from gembulk.client import GeminiClient
+from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import FatalAPIError
 from gembulk.executors import Emit, RequestSource
 from gembulk.media import AttachmentFailed, MediaResolver
 from gembulk.records import CallFailed, Outcome, PromptRequest
 from gembulk.retry import RetryEvent, RetryPolicy, Verdict, build_retrying, classify
 from gembulk.scheduler import Scheduler
+from gembulk.settings import GenerationSettings
 from gembulk.stats import RunStats
+from gembulk.tokens import TokenEstimate, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,10 @@ class OnlineExecutor:
         stats: RunStats,
         budget: Budget | None = None,
         media: MediaResolver | None = None,
+        context: ContextRuntime | None = None,
     ) -> None:
         self._client = client
+        self._context = context  # --context: what each request carries for the shared context
         self._scheduler = scheduler
         self._policy = policy
         self._stats = stats
@@ -59,6 +64,8 @@ class OnlineExecutor:
         self._media = media
         self._stopping = asyncio.Event()
         self._budget_reached = False
+        system = client.settings.system
+        self._system_tokens = estimate_tokens(system) if system else 0  # sent with every request
 
     def stop_dispatching(self) -> None:
         self._stopping.set()
@@ -135,26 +142,35 @@ class OnlineExecutor:
         while (request := await queue.get()) is not None:
             if self._stopping.is_set():
                 continue  # drain without sending, so the feeder's end markers get through
-            estimate = 0.0
+            reservation = None
             if self._budget is not None:
-                estimate = self._budget.estimate(request.model, request.prompt, len(request.media))
-                if not self._budget.try_reserve(estimate):
+                # Waits while the requests in flight hold the budget; None: it can never fit.
+                reservation = await self._budget.reserve(request.model, request.prompt, len(request.media))
+                if reservation is None:
                     self._budget_reached = True
                     self.stop_dispatching()  # the rows in flight still finish and are kept
                     continue
+                if self._stopping.is_set():  # the run began to stop while this one waited
+                    self._budget.settle(reservation, request.model, None)
+                    continue
+            outcome: Outcome | None = None
             try:
                 outcome = await self._process(request)
             except _Abandoned:
                 continue
             finally:
-                if self._budget is not None:
-                    self._budget.release(estimate)
-            if self._budget is not None:
-                self._budget.charge(request.model, outcome.usage)
+                if self._budget is not None and reservation is not None:
+                    self._budget.settle(reservation, request.model, outcome.usage if outcome else None)
             await emit(request, outcome)
 
     async def _process(self, request: PromptRequest) -> Outcome:
-        tokens = estimate_tokens(request.prompt) + MEDIA_TOKENS * len(request.media)
+        text = estimate_tokens(request.prompt)
+        # --context: the shared part (the system instruction in it) counts toward the input quota, cached
+        # or not.
+        text += (
+            self._context.shared_tokens(request.model) if self._context is not None else self._system_tokens
+        )
+        tokens = TokenEstimate(text, len(request.media))
         try:
             # Most rows succeed at once: their one attempt skips the retry machinery (tens of µs a row).
             return await self._attempt(request, tokens)
@@ -163,7 +179,7 @@ class OnlineExecutor:
                 return self._failed(first, attempts=1)
             return await self._retry(request, tokens, first)
 
-    async def _retry(self, request: PromptRequest, tokens: int, first: CallFailed) -> Outcome:
+    async def _retry(self, request: PromptRequest, tokens: TokenEstimate, first: CallFailed) -> Outcome:
         replayed = False
         attempts = 1
         try:
@@ -185,15 +201,43 @@ class OnlineExecutor:
             raise fatal_error(failure) from failure
         return Outcome(text=None, error=failure.to_row_error(), attempts=attempts)
 
-    async def _attempt(self, request: PromptRequest, tokens: int) -> Outcome:
-        async with self._scheduler.slot(tokens) as ticket:
+    async def _attempt(self, request: PromptRequest, tokens: TokenEstimate) -> Outcome:
+        if self._scheduler.wants_count(request.model):
+            await self._count_first(request)
+        context = self._context
+        if context is None:
+            return await self._send(request, tokens, None)
+        while True:
+            settings = context.settings_for(request.model)
             try:
-                outcome = await self._client.generate(request.model, request.prompt, request.media)
+                return await self._send(request, tokens, settings)
+            except CallFailed as failure:
+                # The context cache expired or was deleted: recreated once (else inline), and the row is
+                # sent again at once, not counted as a failed attempt.
+                if not await context.recover(request.model, settings, failure):
+                    raise
+
+    async def _send(
+        self, request: PromptRequest, tokens: TokenEstimate, settings: GenerationSettings | None
+    ) -> Outcome:
+        async with self._scheduler.slot(request.model, tokens) as ticket:
+            try:
+                outcome = await self._client.generate(request.model, request.prompt, request.media, settings)
             except CallFailed as failure:
                 self._scheduler.on_failure(ticket, failure)
                 raise
-            self._scheduler.on_success(ticket)
+            self._scheduler.on_success(ticket, outcome.usage)
             return outcome
+
+    async def _count_first(self, request: PromptRequest) -> None:
+        """countTokens for one of a token-paced model's first prompts: the estimate is calibrated before
+        the model's first answer (a few per model, never per row)."""
+        try:
+            counted = await self._client.count_tokens(request.model, request.prompt)
+        except CallFailed as failure:
+            logger.debug("countTokens for calibration failed: %s", failure)
+            return
+        self._scheduler.learn_count(request.model, estimate_tokens(request.prompt), counted)
 
     def _on_retry(self, event: RetryEvent) -> None:
         self._stats.retries += 1

@@ -69,6 +69,22 @@ class CacheStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.caches: dict[str, Cache] = {}
+        # Counters for /_fake/stats: entries created, deleted and given a new TTL, and requests (online or
+        # batch lines) served from one.
+        self.created_count = self.deleted_count = self.ttl_updates = self.uses = 0
+
+    def counters(self) -> dict[str, int]:
+        self._live("")
+        return {
+            "caches_created": self.created_count,
+            "caches_deleted": self.deleted_count,
+            "caches_live": len(self.caches),
+            "cache_ttl_updates": self.ttl_updates,
+            "cached_requests": self.uses,
+        }
+
+    def reset_counters(self) -> None:
+        self.created_count = self.deleted_count = self.ttl_updates = self.uses = 0
 
     def _live(self, name: str) -> Cache | None:
         now = self.clock()
@@ -94,6 +110,7 @@ class CacheStore:
         )
         if any(pick(body, camel, snake) for camel, snake in fields):
             return Refusal(400, CONFLICT)
+        self.uses += 1
         return cache
 
     # -- HTTP handlers -----------------------------------------------------------------------------
@@ -126,6 +143,7 @@ class CacheStore:
         display = pick(body, "displayName", "display_name")
         cache = Cache(new_id(12), model, display, tokens, now, now, expires)
         self.caches[cache.cache_id] = cache
+        self.created_count += 1
         return wire.ok(cache.to_json())
 
     def get(self, cache_id: str) -> web.Response:
@@ -151,12 +169,14 @@ class CacheStore:
         if isinstance(expires, Refusal):
             return expires.response()
         cache.expires, cache.updated = expires, now
+        self.ttl_updates += 1
         return wire.ok(cache.to_json())
 
     def delete(self, cache_id: str) -> web.Response:
         if self._live(cache_id) is None:
             return wire.error(403, NOT_FOUND)
         del self.caches[cache_id.removeprefix("cachedContents/")]
+        self.deleted_count += 1
         return wire.ok({})
 
 

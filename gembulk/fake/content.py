@@ -28,8 +28,13 @@ _MEDIA_PREFIXES = ("image/", "audio/", "video/", "text/", "application/pdf", "ap
 
 
 def count_tokens(text: str) -> int:
-    """The fake's tokenizer: one token per 4 characters, at least 1 (used by countTokens, usage and TPM)."""
-    return max(1, -(-len(text) // 4))
+    """The fake's tokenizer: one token per 4 UTF-8 bytes, at least 1 (used by countTokens, usage and TPM).
+
+    Bytes, not characters: like a real tokenizer, it costs an accented letter, a CJK character or an
+    emoji more than an ASCII letter, so a client's "four characters a token" guess is wrong by a
+    script-dependent factor here too (CJK about 3x low), as it is against the real API.
+    """
+    return max(1, -(-len(text.encode("utf-8", "surrogatepass")) // 4))
 
 
 def expected_text(prompt: str, model: str = "gemini-2.5-flash") -> str:

@@ -125,7 +125,12 @@ class FakeServer:
         if method == "GET" and not verb:
             if denied := self._auth(request):
                 return denied
-            return self.catalog.get_json(name, version) if name else self.catalog.list_json(request)
+            if not name:
+                return self.catalog.list_json(request)
+            self.stats.models_get += 1
+            if "denied" in name:  # as generateContent answers such a model
+                return wire.error(403, DENIED)
+            return self.catalog.get_json(name, version)
         if method != "POST" or not verb:
             return wire.not_found_path(request.path)
         if verb not in _GENERATE and verb not in _BATCHES and verb not in _EMBED:
@@ -270,6 +275,7 @@ class FakeServer:
         self.generation.attempts.clear()
         self.files.uploaded_count = self.files.uploaded_bytes = 0
         self.batches.created_count = 0
+        self.caches.reset_counters()
         self.rng = random.Random(self.config.seed)
 
     def snapshot(self) -> dict[str, Any]:
@@ -277,6 +283,7 @@ class FakeServer:
             batches_created=self.batches.created_count,
             files_uploaded=self.files.uploaded_count,
             uploaded_bytes=self.files.uploaded_bytes,
+            **self.caches.counters(),
         )
 
 

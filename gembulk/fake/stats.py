@@ -21,6 +21,7 @@ class Stats:
     peak: int = 0
     dropped: int = 0
     api_faults: int = 0  # Files/Batch API calls answered 500/503 by api_error_rate
+    models_get: int = 0  # GET models/NAME (models.list not counted)
     # generateContent attempts per distinct user prompt text, failed ones included (retries show up here).
     by_prompt: dict[str, int] = field(default_factory=dict)
     max_attempts: int = 0
@@ -61,6 +62,7 @@ class Stats:
             "peak_in_flight": self.peak,
             "dropped": self.dropped,
             "api_faults": self.api_faults,
+            "models_get_requests": self.models_get,
             "by_prompt": self.by_prompt,
             "distinct_requests": len(self.by_prompt),
             "max_attempts_per_request": self.max_attempts,

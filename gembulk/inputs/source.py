@@ -41,6 +41,8 @@ class ScanResult:
     id_column: str | None
     row_count: int
     sha256: str  # hex digest of the raw input bytes
+    # JSONL and JSON: the required fields some row has (a row without one fails alone, as MISSING_VALUE)
+    fields_seen: frozenset[str] = frozenset()
 
 
 class InputSource:
@@ -172,13 +174,6 @@ def _check_header_has(source: InputSource, required: list[str]) -> None:
             )
 
 
-def _check_row_has(name: str, rows: list[InputRow], required: list[str]) -> None:
-    for row in rows:
-        for column in required:
-            if column not in row.fields:
-                raise InputError(f"{name}:{row.line}: row has no field '{column}' used by the template")
-
-
 async def scan_input(spec: InputSpec, required_columns: Iterable[str] = ()) -> ScanResult:
     """Read the whole input once, validating every row, so bad input is refused before any request."""
     required = list(dict.fromkeys(required_columns))
@@ -186,9 +181,11 @@ async def scan_input(spec: InputSpec, required_columns: Iterable[str] = ()) -> S
         per_row = spec.format in PER_ROW_FIELDS  # other formats have the same fields on every row
         if not per_row:
             _check_header_has(source, required)
+        unseen = set(required) if per_row else set()
         count = 0
         async for batch in source.row_batches():
-            if per_row and required:
-                _check_row_has(spec.name, batch, required)
+            if unseen:
+                unseen -= {c for c in unseen if any(c in row.fields for row in batch)}
             count += len(batch)
-        return ScanResult(source.columns, source.id_column, count, await source.sha256())
+        seen = frozenset(required) - unseen if per_row else frozenset()
+        return ScanResult(source.columns, source.id_column, count, await source.sha256(), seen)

@@ -29,11 +29,12 @@ async def stage_input(
     delimiter: str | None = None,
     kept_copy: str | None = None,
     spool_dir: str | None = None,
+    spool_prefix: str = "gembulk-stdin-",
 ) -> StagedInput:
     """Check the input is there, spool it when it can be read only once, and settle its format.
 
     kept_copy: a copy of an earlier stdin to read instead (a batch's, for `batch wait|fetch`).
-    spool_dir: where a spooled copy goes (default: the temporary directory).
+    spool_dir, spool_prefix: where a spooled copy goes (default: the temporary directory), how it is named.
     """
     stream = is_stream(path)
     if not stream and os.path.isdir(path):
@@ -46,7 +47,7 @@ async def stage_input(
     if path == "-" and kept_copy is not None:
         readable = kept_copy
     elif stream:
-        spool = readable = await spool_stream(path, spool_dir)
+        spool = readable = await spool_stream(path, spool_dir, spool_prefix)
     else:
         readable, display_name = path, None
     try:

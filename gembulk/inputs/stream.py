@@ -185,7 +185,7 @@ def _copy_chunk(src: BinaryIO, dst: BinaryIO) -> int:
     return len(chunk)
 
 
-async def spool_stream(path: str, tmp_dir: str | None = None) -> str:
+async def spool_stream(path: str, tmp_dir: str | None = None, prefix: str = "gembulk-stdin-") -> str:
     """Copy stdin ("-") or a pipe to a temporary file and return its path (the caller deletes it).
 
     It can be read once, but the tool needs a validating pass before the real one. The copy holds the
@@ -197,7 +197,7 @@ async def spool_stream(path: str, tmp_dir: str | None = None) -> str:
         src: BinaryIO = sys.stdin.buffer if path == "-" else await asyncio.to_thread(open, path, "rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot open input: {exc.strerror or exc}") from None
-    fd, spool = tempfile.mkstemp(prefix="gembulk-stdin-", suffix=".gembulk-tmp", dir=tmp_dir)
+    fd, spool = tempfile.mkstemp(prefix=prefix, suffix=".gembulk-tmp", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as dst:
             while await asyncio.to_thread(_copy_chunk, src, dst):
@@ -211,6 +211,6 @@ async def spool_stream(path: str, tmp_dir: str | None = None) -> str:
     return spool
 
 
-async def spool_stdin(tmp_dir: str | None = None) -> str:
+async def spool_stdin(tmp_dir: str | None = None, prefix: str = "gembulk-stdin-") -> str:
     """Copy stdin to a temporary file and return its path (the caller deletes it)."""
-    return await spool_stream("-", tmp_dir)
+    return await spool_stream("-", tmp_dir, prefix)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gembulk.errors import UsageError
+from gembulk.records import RESERVED_KEYS
 
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
 CSV_BASE_COLUMNS: tuple[str, ...] = (
@@ -22,10 +23,16 @@ CSV_BASE_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "thoughts_tokens",
     "total_tokens",
+    "cached_tokens",
     "model",
 )
-USAGE_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "total_tokens")
+# usage.cached_tokens: the part of the prompt read from a context cache (--context), 0 otherwise.
+USAGE_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "total_tokens", "cached_tokens")
 ERROR_COLUMNS = ("error_code", "error_status", "error_message")
+FINGERPRINT_COLUMN = "fingerprint"
+# An input column whose name a record (or the CSV layout) already uses is written as "input.<name>".
+INPUT_PREFIX = "input."
+_CSV_ONLY = frozenset(CSV_BASE_COLUMNS) - RESERVED_KEYS  # error_code, prompt_tokens, …
 # RFC 4180 line ending. With "\n" the csv module leaves a field holding a bare "\r" unquoted, and such
 # a file no longer parses; with "\r\n" both characters force quoting.
 _CSV_LINE_END = "\r\n"
@@ -45,13 +52,28 @@ def detect_output_format(path: str, explicit: str | None) -> str:
 # CSV layout.
 
 
-def csv_columns(input_columns: Sequence[str], with_parsed: bool) -> tuple[str, ...]:
-    """Header of a CSV output: result columns, then the input columns carried along."""
+def _collides(column: str, id_column: str | None) -> bool:
+    """Whether an input column is kept as "input.<name>": its name is a record's or a result column's."""
+    return column != id_column and (column in RESERVED_KEYS or column in _CSV_ONLY)
+
+
+def csv_columns(
+    input_columns: Sequence[str], with_parsed: bool, id_column: str | None = None
+) -> tuple[str, ...]:
+    """Header of a CSV output: result columns, the fingerprint, then the input columns carried along.
+
+    An input column named like a result column is kept as "input.<name>" (chained runs keep the first
+    stage's fields); the id column is the record's id.
+    """
     columns = list(CSV_BASE_COLUMNS)
     if with_parsed:
         columns.append("parsed")
-    listed = set(columns)
-    columns.extend(c for c in dict.fromkeys(input_columns) if c not in listed)
+    columns.append(FINGERPRINT_COLUMN)
+    for column in dict.fromkeys(input_columns):
+        if _collides(column, id_column):
+            columns.append(INPUT_PREFIX + column)
+        elif column not in RESERVED_KEYS:
+            columns.append(column)
     return tuple(columns)
 
 
@@ -92,10 +114,27 @@ def _flat_result(record: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _input_value(record: Mapping[str, Any], name: str) -> Any:
+    """The value of an "input.<name>" column: the record's "input" object holds a record key's namesake."""
+    if name in RESERVED_KEYS:
+        nested = record.get("input")
+        return nested.get(name) if isinstance(nested, dict) else None
+    return record.get(name)
+
+
 def record_to_csv_row(record: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
     """The CSV cells of a record: None is empty, strings as is, anything else JSON."""
     flat = _flat_result(record)
-    return [_cell(flat[c] if c in flat else record.get(c)) for c in columns]
+    cells: list[str] = []
+    for column in columns:
+        if column in flat:
+            value = flat[column]
+        elif column.startswith(INPUT_PREFIX) and column not in record:
+            value = _input_value(record, column[len(INPUT_PREFIX) :])
+        else:
+            value = record.get(column)
+        cells.append(_cell(value))
+    return cells
 
 
 def _int_or_none(cell: str) -> int | None:
@@ -139,9 +178,21 @@ def csv_row_to_record(row: Mapping[str, str]) -> dict[str, Any]:
     }
     if "parsed" in row:
         record["parsed"] = _parsed_from_cell(row["parsed"])
+    if FINGERPRINT_COLUMN in row:
+        record[FINGERPRINT_COLUMN] = row[FINGERPRINT_COLUMN] or None
+    nested: dict[str, str] = {}
     for column, cell in row.items():
-        if column not in record and column not in CSV_BASE_COLUMNS:
+        if column in record or column in CSV_BASE_COLUMNS:
+            continue
+        name = column[len(INPUT_PREFIX) :] if column.startswith(INPUT_PREFIX) else None
+        if name in RESERVED_KEYS:
+            nested[name] = cell
+        elif name in _CSV_ONLY:
+            record[name] = cell
+        else:
             record[column] = cell
+    if nested:
+        record["input"] = nested
     return record
 
 
@@ -186,10 +237,12 @@ class CsvEncoder:
         return buffer.getvalue().encode("utf-8", errors="replace")
 
 
-def encoder_for(fmt: str, input_columns: Sequence[str], with_parsed: bool) -> Encoder:
+def encoder_for(
+    fmt: str, input_columns: Sequence[str], with_parsed: bool, id_column: str | None = None
+) -> Encoder:
     """The encoder of an output format; a new output format plugs in here and in OUTPUT_FORMATS."""
     if fmt == "csv":
-        return CsvEncoder(csv_columns(input_columns, with_parsed))
+        return CsvEncoder(csv_columns(input_columns, with_parsed, id_column))
     if fmt == "jsonl":
         return JsonlEncoder()
     raise UsageError(f"unknown output format '{fmt}' (accepted: {', '.join(OUTPUT_FORMATS)})")

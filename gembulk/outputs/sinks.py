@@ -1,4 +1,4 @@
-"""Sinks: where the writer's encoded batches go, a file (paced fsync) or stdout (a worker thread)."""
+"""Sinks: where the writer's encoded batches go: a file (paced fsync), a stream, or stdout (worker thread)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import io
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, Protocol
+
+from gembulk.errors import OutputClosedError
 
 SYNC_INTERVAL = 1.0  # seconds between fsyncs while writing; close always syncs
 
-
-class OutputClosedError(Exception):
-    """Whoever read our stdout went away (e.g. `| head`): stop quietly, nothing more can be written."""
+__all__ = ["SYNC_INTERVAL", "FileSink", "OutputClosedError", "Sink", "StdoutSink"]
 
 
 class Sink(Protocol):
@@ -25,19 +26,40 @@ class Sink(Protocol):
 
 
 class FileSink:
-    """A file written through aiofiles: write + flush per batch, fsync at most every SYNC_INTERVAL."""
+    """A file written through aiofiles: write + flush per batch, fsync at most every SYNC_INTERVAL.
 
-    def __init__(self, handle: Any) -> None:
+    `durable=False` is a stream (a pipe, a device): nothing to fsync, and a reader that went away is
+    OutputClosedError. `after_first_write` runs once, right after the first batch is written (the
+    --overwrite temp file is made durable and renamed over OUT then).
+    """
+
+    def __init__(
+        self,
+        handle: Any,
+        *,
+        durable: bool = True,
+        after_first_write: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._file = handle
+        self._durable = durable
+        self._after_first_write = after_first_write
         self._last_sync = time.monotonic()
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:  # a raw write may take less than all of it
-            written = await self._file.write(view)
-            view = view[written:]
+        try:
+            while view:  # a raw write may take less than all of it
+                written = await self._file.write(view)
+                view = view[written:]
+        except BrokenPipeError:
+            raise OutputClosedError("the reader of the output went away") from None
+        if self._after_first_write is not None:
+            after, self._after_first_write = self._after_first_write, None
+            await after()
 
     async def sync(self, force: bool) -> None:
+        if not self._durable:
+            return
         if force or time.monotonic() - self._last_sync >= SYNC_INTERVAL:
             await asyncio.to_thread(os.fsync, self._file.fileno())
             self._last_sync = time.monotonic()

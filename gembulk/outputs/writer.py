@@ -115,27 +115,34 @@ class ResultWriter:
             await self._notify()
 
 
-async def _check_csv_header(path: str, columns: tuple[str, ...]) -> None:
-    header = await read_csv_header(path)
-    if header != columns:
-        raise OutputConflictError(
-            f"{path}: the existing CSV header does not match this run's columns "
-            f"(existing: {','.join(header or ())}; this run: {','.join(columns)})"
-        )
+def check_csv_header(path: str, existing: Sequence[str] | None, columns: Sequence[str] | None) -> None:
+    """Records can be appended only under the same CSV header (None: no header, or not CSV)."""
+    if existing is None or columns is None or tuple(existing) == tuple(columns):
+        return
+    raise OutputConflictError(
+        f"{path}: the existing CSV header does not match this run's columns "
+        f"(existing: {','.join(existing)}; this run: {','.join(columns)})",
+        hint="use another -o path, or pass --overwrite to start afresh",
+    )
 
 
 async def open_writer(
-    path: str, fmt: str, input_columns: Sequence[str], with_parsed: bool, append: bool
+    path: str,
+    fmt: str,
+    input_columns: Sequence[str],
+    with_parsed: bool,
+    append: bool,
+    id_column: str | None = None,
 ) -> ResultWriter:
     """Open an output ("-" is stdout). append keeps existing records and never repeats a CSV header."""
-    encoder = encoder_for(fmt, input_columns, with_parsed)
+    encoder = encoder_for(fmt, input_columns, with_parsed, id_column)
     header = [encoder.header] if encoder.header is not None else []
     if path == "-":
         sys.stdout.flush()  # anything printed as text must come out before our bytes
         return ResultWriter("<stdout>", StdoutSink(sys.stdout.buffer), encoder, header)
     if append and await has_content(path):
         if encoder.header is not None:
-            await _check_csv_header(path, encoder.header)
+            check_csv_header(path, await read_csv_header(path) or (), encoder.header)
         header = []
     # Unbuffered: each batch is one os.write, already in the OS when it returns; no separate flush hop.
     handle = await aiofiles.open(path, "ab" if append else "wb", buffering=0)
