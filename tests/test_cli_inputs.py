@@ -67,6 +67,9 @@ def test_compressed_jsonl_and_a_gzip_pipe_on_stdin(fake: FakeAPI, tmp_path: Path
     piped = shell(f"cat {shlex.quote(str(path))} | $GEMBULK run -", fake.url)
     assert piped.returncode == 0, piped.stderr
     assert answers(piped.stdout) == ANSWERS
+    redirected = shell(f"$GEMBULK run /dev/stdin < {shlex.quote(str(path))}", fake.url)  # a file, no name
+    assert redirected.returncode == 0, redirected.stderr
+    assert answers(redirected.stdout) == ANSWERS
 
 
 def test_process_substitution_and_a_fifo(fake: FakeAPI, tmp_path: Path) -> None:

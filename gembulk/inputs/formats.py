@@ -41,7 +41,7 @@ _SNIFF_LIMIT = 1024 * 1024  # blank text read at most before deciding an input i
 
 def detect_format(path: str, explicit: str | None) -> str | None:
     """The input format: the explicit one, else from the name (a `.gz`/`.zst` suffix names the
-    compression: `rows.csv.gz` is CSV); None when only the content can tell (stdin, a pipe)."""
+    compression: `rows.csv.gz` is CSV); None when only the content can tell (stdin, a pipe, /dev/stdin)."""
     if explicit is not None:
         fmt = _ALIASES.get(explicit.lower(), explicit.lower())
         if fmt not in FORMATS:
@@ -56,7 +56,7 @@ def detect_format(path: str, explicit: str | None) -> str | None:
         suffix = name.suffix.lower()
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    if is_stream(path):
+    if is_stream(path) or path.startswith("/dev/"):  # /dev/stdin may be a redirected file: no name either
         return None
     what = f"extension '{suffix}'" if suffix else "no extension"
     hint = "; save the sheet as CSV UTF-8 first" if suffix in _SPREADSHEETS else ""
