@@ -65,7 +65,7 @@ def jsonish(value: Any) -> Any:
 
 
 class ParquetParser:
-    """A Parquet file read row group by row group; a row's number is its position (there are no lines)."""
+    """A Parquet file read BATCH_ROWS rows at a time; a row's number is its position (there are no lines)."""
 
     def __init__(self, path: str, name: str, compression: str | None) -> None:
         self._path = path
