@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -59,6 +61,29 @@ def _fail_on_leftovers(leftovers: list, who: str) -> None:
         if _interrupted:
             return  # stopped half-way: its processes are expected, and killed above
         pytest.fail(f"processes started by {who} were still running (now killed):\n  {names}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def alone_if_timing(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist, a test marked `timing` runs with no other test beside it: its deadlines and quota
+    windows see the machine as a serial run does. A readers-writer lock shared by the run's workers:
+    every test holds it shared, a timing test exclusively; the turnstile keeps a timing test that waits
+    from being overtaken by the tests the other workers keep starting."""
+    if not hasattr(request.config, "workerinput") or os.environ.get("GEMBULK_TEST_NO_ALONE"):
+        yield  # one process: nothing runs beside anything
+        return
+    exclusive = request.node.get_closest_marker("timing") is not None
+    run_dir = tmp_path_factory.getbasetemp().parent  # the controller's base temp: this run's, no other's
+    with (run_dir / "timing.turnstile").open("a") as turnstile, (run_dir / "timing.lock").open("a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield  # closing the files releases both locks (and a crashed worker's too)
 
 
 @pytest.hookimpl(trylast=True)

@@ -597,6 +597,7 @@ async def test_unique_ids_are_checked_in_little_memory(tmp_path: Path) -> None:
     assert peaks[1] - peaks[0] < 3 * 1024 * 1024, peaks
 
 
+@pytest.mark.timing
 async def test_100k_rows_scan_quickly(tmp_path: Path) -> None:
     path, _ = big_csv(tmp_path, 100_000, with_ids=True)
     started = time.perf_counter()
