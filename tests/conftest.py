@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -71,7 +70,7 @@ def alone_if_timing(
     windows see the machine as a serial run does. A readers-writer lock shared by the run's workers:
     every test holds it shared, a timing test exclusively; the turnstile keeps a timing test that waits
     from being overtaken by the tests the other workers keep starting."""
-    if not hasattr(request.config, "workerinput") or os.environ.get("GEMBULK_TEST_NO_ALONE"):
+    if not hasattr(request.config, "workerinput"):
         yield  # one process: nothing runs beside anything
         return
     exclusive = request.node.get_closest_marker("timing") is not None
