@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.cli_support import running_processes
+from tests.cli_support import describe, running_processes
 
 pytest_plugins = ["pytester"]
 # Orphans are found through PR_SET_CHILD_SUBREAPER and fakes stopped through PR_SET_PDEATHSIG: Linux only.
@@ -52,7 +52,7 @@ def child_env() -> dict[str, str]:
 
 
 def leaked_sleeps() -> list[str]:
-    return [" ".join(p.cmdline()) for p in running_processes() if p.name() == "sleep"]
+    return [describe(p) for p in running_processes() if "sleep" in describe(p)]
 
 
 @pytest.fixture
