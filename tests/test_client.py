@@ -103,6 +103,7 @@ async def test_429_carries_retry_delay_and_announced_quota(api: RunningFake) -> 
     assert violation.limit == 60  # 1 per 1-second window, announced per minute
 
 
+@pytest.mark.timing
 async def test_token_quota_429_names_the_input_token_metric(api: RunningFake) -> None:
     api.configure(tpm=10)  # 10 prompt tokens per 1-second window
     async with client(api.url) as c:
