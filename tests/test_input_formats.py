@@ -121,7 +121,8 @@ async def test_zstd_without_the_extra_names_it(tmp_path: Path, monkeypatch) -> N
         ("id,prompt\n1,é\n".encode("utf-16"), "looks like UTF-16 text"),
         (b"PAR1\x15\x04\x15\xff", "looks like a Parquet file"),
         (b"BZh91AY&SY\xff", "looks bzip2-compressed"),
-        (gzip.compress(gzip.compress(b"id\n1\n")), "is compressed again"),
+        # mtime=0: the bytes are in the test id, and xdist workers must collect the same ids
+        (gzip.compress(gzip.compress(b"id\n1\n", mtime=0), mtime=0), "is compressed again"),
     ],
 )
 async def test_bytes_that_are_not_text_get_a_hint(tmp_path: Path, content: bytes, hint: str) -> None:
@@ -416,7 +417,7 @@ async def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, monkeypat
         (b"\xef\xbb\xbf\n\n  [\n{}]", "json"),
         (b'{\n  "prompt": "a"\n}\n{\n  "prompt": "b"\n}\n', "json"),  # jq's output
         (b'{"prompt": "{"}\n', "jsonl"),
-        (gzip.compress(b' [{"prompt": "a"}]'), "json"),
+        (gzip.compress(b' [{"prompt": "a"}]', mtime=0), "json"),  # mtime=0: same test id in every worker
         (b"", "jsonl"),
         (b"PAR1\x00\x00", "parquet"),
     ],
