@@ -62,6 +62,13 @@ def _fail_on_leftovers(leftovers: list, who: str) -> None:
         pytest.fail(f"processes started by {who} were still running (now killed):\n  {names}", pytrace=False)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the timing tests come last (xdist hands tests out in this order): run alone one
+    after another at the end, they cost the other workers no wait for each long test in between."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("timing") is not None)
+
+
 @pytest.fixture(autouse=True)
 def alone_if_timing(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
