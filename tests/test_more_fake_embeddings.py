@@ -33,9 +33,9 @@ def api() -> Iterator[RunningFake]:
 
 @pytest.fixture
 def clients(api: RunningFake) -> Iterator[Clients]:
-    made = Clients(api.url)
-    yield made
-    made.close()
+    sdk = Clients(api.url)  # real google-genai clients, closed after the test
+    yield sdk
+    sdk.close()
 
 
 def refused(call: Callable[[], object]) -> errors.APIError:
