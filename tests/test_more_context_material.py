@@ -53,14 +53,24 @@ def test_an_unknown_extension_says_which_ones_work(tmp_path: Path) -> None:
     assert raised.value.hint is not None and ".txt or .md" in raised.value.hint
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "dangling link"])
-def test_what_is_not_a_file_is_no_such_file(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("missing", "no such file"),
+        ("dangling link", "no such file"),
+        ("directory", "not a regular file"),
+        ("fifo", "not a regular file"),
+    ],
+)
+def test_what_is_not_a_file_says_what_it_is(tmp_path: Path, kind: str, said: str) -> None:
     path = tmp_path / "thing.txt"
     if kind == "directory":
         path.mkdir()
     elif kind == "dangling link":
         path.symlink_to(tmp_path / "gone.txt")
-    with pytest.raises(InputError, match=r"^--context .*thing\.txt: no such file$"):
+    elif kind == "fifo":
+        os.mkfifo(path)  # never opened: reading one would wait for a writer
+    with pytest.raises(InputError, match=rf"^--context .*thing\.txt: {said}$"):
         load_context([str(path)], None, None, hold_below=0)
 
 
