@@ -93,6 +93,10 @@ def _resume_notice(options: RunOptions, resume: Resume, observer: RunObserver) -
         return
     if existing.torn:
         observer.message(f"{options.output}: a torn last record left by an interrupted run is dropped")
+    if existing.held is not None:
+        observer.message(
+            f"{options.output}: the records an interrupted --keep-order run held back are added to it"
+        )
     if existing.records:
         observer.message(
             f"resuming {options.output} ({existing.records} records): rows whose request already has a "
@@ -142,12 +146,14 @@ async def _execute(
                 options, prepared.context, per_model, client, prepared.prices, stats, observer
             ) as context,
         ):
-            executor = make_executor(options, prepared, client, stats, observer, media, context)
+            order = output.reorder  # --keep-order online: the request pass waits for room in it
+            on_stop = order.open if order is not None else None
+            executor = make_executor(options, prepared, client, stats, observer, media, context, on_stop)
             runner = with_cache(executor, options, client, stats, prepared)
             # Rows that cannot be sent (a missing value, an empty or clearly too long prompt, the shared
             # context included) fail unsent.
             check = sized_for_context(check, prepared.context)
-            source = request_source(prepared, options, resume, stats, unsent=emit, check=check)
+            source = request_source(prepared, options, resume, stats, unsent=emit, check=check, gate=order)
             task = asyncio.create_task(runner.run(source, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)

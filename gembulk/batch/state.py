@@ -97,6 +97,7 @@ class BatchState:
     # (model -> {"name", "tokens", "since"}: the cachedContents its lines name, deleted after the fetch,
     # which then sets "caches_deleted")
     context: dict[str, Any] = field(default_factory=dict)
+    keep_order: bool = False  # --keep-order of the run: the fetch puts OUT in input order
     version: int = field(default=VERSION)
 
     def model_of(self, job: JobRef) -> str:

@@ -11,6 +11,7 @@ from gembulk.settings import (
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
+    DEFAULT_ORDER_BUFFER,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -116,9 +117,45 @@ MaxRetryTimeOpt = Annotated[
 ]
 
 OutputOpt = Annotated[
-    str, _opt("-o", "--output", panel=OUTPUT, help="Output file (resumable) or - for stdout.")
+    str,
+    _opt(
+        "-o",
+        "--output",
+        panel=OUTPUT,
+        help="Output file (resumable) or - for stdout; a name ending in .gz or .zst is compressed.",
+    ),
 ]
-OutputFormatOpt = Annotated[str | None, _opt("--output-format", panel=OUTPUT, help="jsonl or csv.")]
+OutputFormatOpt = Annotated[
+    str | None,
+    _opt(
+        "--output-format",
+        panel=OUTPUT,
+        help="jsonl, csv or parquet (default: from OUT's name, else jsonl); parquet needs "
+        "gembulk[parquet] and -o FILE.",
+    ),
+]
+KeepOrderOpt = Annotated[
+    bool,
+    _opt(
+        "--keep-order",
+        panel=OUTPUT,
+        help="Write records in input order (row, then -m order), as they stream. A record finished "
+        "ahead of a slower or retried row is held until that row is written: at most --order-buffer "
+        "records, which bounds the memory this takes; when the buffer is full no new row is sent "
+        "until the slow one is done. With --batch (and Parquet) OUT is put in order when the run "
+        "completes.",
+    ),
+]
+OrderBufferOpt = Annotated[
+    int,
+    _opt(
+        "--order-buffer",
+        panel=OUTPUT,
+        metavar="N",
+        help="--keep-order: records held at most while a slower row is outstanding (memory: about N "
+        "records).",
+    ),
+]
 OverwriteOpt = Annotated[
     bool, _opt("--overwrite", panel=OUTPUT, help="Replace an existing output instead of resuming it.")
 ]
@@ -329,6 +366,8 @@ def run(
     max_retry_time: MaxRetryTimeOpt = 600.0,
     output: OutputOpt = "-",
     output_format: OutputFormatOpt = None,
+    keep_order: KeepOrderOpt = False,
+    order_buffer: OrderBufferOpt = DEFAULT_ORDER_BUFFER,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = ProgressMode.AUTO,
     quiet: QuietOpt = False,
