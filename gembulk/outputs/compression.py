@@ -71,7 +71,7 @@ def _zstd() -> Any:
 
 def _is_zstandard(module: Any) -> bool:
     """zstandard (a decompressobj per frame) rather than the standard library's compression.zstd."""
-    return hasattr(module, "ZstdDecompressionObj")
+    return bool(module.__name__ == "zstandard")
 
 
 class _Codec(Protocol):
