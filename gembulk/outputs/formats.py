@@ -42,8 +42,8 @@ _CSV_LINE_END = "\r\n"
 
 
 def detect_output_format(path: str, explicit: str | None) -> str:
-    """The output format: the explicit one, else .csv means csv, .parquet parquet and everything else
-    jsonl (a .gz or .zst ending is looked through: out.csv.gz is csv)."""
+    """The output format: the explicit one, else .csv means csv, .parquet (.pq) parquet and everything
+    else jsonl (a .gz or .zst ending is looked through: out.csv.gz is csv)."""
     if explicit is not None:
         fmt = explicit.lower()
         if fmt not in OUTPUT_FORMATS:
@@ -52,7 +52,7 @@ def detect_output_format(path: str, explicit: str | None) -> str:
     name = without_compression_suffix(path).lower() if path != "-" else ""
     if name.endswith(".csv"):
         return "csv"
-    return "parquet" if name.endswith(".parquet") else "jsonl"
+    return "parquet" if name.endswith((".parquet", ".pq")) else "jsonl"
 
 
 # ---------------------------------------------------------------------------------------------------
