@@ -26,6 +26,7 @@ from gembulk.outputs import (
     encoder_for,
     remove_legacy_sidecar,
 )
+from gembulk.outputs.compression import never_empty
 from gembulk.outputs.target import temp_prefix
 from gembulk.prepare import Prepared, keys_in_input_order
 from gembulk.records import Outcome, PromptRequest, build_record
@@ -201,6 +202,8 @@ async def finalize_output(
                 order=order,
                 rewrite=compressed,
             )
+        if prepared.compression is not None:
+            await asyncio.to_thread(never_empty, path, prepared.compression)
         if prepared.output_format == "parquet":
             unchanged = output.seeded and not (output.written or resume.needs_compaction or sort)
             await _to_parquet(options, prepared, unchanged)

@@ -27,6 +27,7 @@ from gembulk.outputs import (
     parquet,
 )
 from gembulk.outputs import compression as compression_module
+from gembulk.outputs import held as held_module
 from gembulk.outputs.compression import complete_end, decompress_to, member, output_compression
 from gembulk.outputs.reorder import ReorderBuffer
 from gembulk.outputs.resume import record_key
@@ -161,6 +162,25 @@ async def test_overwrite_replaces_out_before_holding_and_drops_the_old_held_file
     await out.write(record("1"), 0)
     await out.finish()
     assert ids_in(path.read_bytes()) == ["1", "2"] and not held.exists() and out.in_order
+
+
+async def test_the_held_file_starts_afresh_once_everything_in_it_is_in_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(held_module, "ROTATE_RECORDS", 2)
+    path = tmp_path / "out.jsonl"
+    held = Path(held_path(str(path)))
+    out = run_output(path)
+    await out.write(record("2"), 1)
+    await out.write(record("3"), 2)
+    await out.write(record("1"), 0)  # 2 and 3 follow it into OUT: nothing is held, the file goes
+    assert not held.exists() and ids_in(path.read_bytes()) == ["1", "2", "3"]
+    await out.write(record("5"), 4)
+    await asyncio.sleep(0.05)
+    assert ids_in(held.read_bytes()) == ["5"]
+    await out.write(record("4"), 3)
+    await out.finish()
+    assert ids_in(path.read_bytes()) == ["1", "2", "3", "4", "5"] and not held.exists()
 
 
 # -- compressed outputs --------------------------------------------------------------------------------------

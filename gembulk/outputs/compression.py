@@ -97,6 +97,16 @@ def member(compression: str, data: bytes, *, fast: bool = False) -> bytes:
 _zstd_compressors: dict[int, Any] = {}  # one zstandard compressor per level, used from the event loop
 
 
+def never_empty(path: str, compression: str) -> None:
+    """A finished compressed output with no record at all gets an empty member, so that `zcat` reads an
+    empty file, not a broken one."""
+    if os.path.getsize(path) == 0:
+        with open(path, "ab") as handle:
+            handle.write(member(compression, b""))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
 def _stream_codec(compression: str) -> _Codec:
     if compression == "gzip":
         return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # type: ignore[return-value]

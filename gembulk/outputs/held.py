@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 
 import aiofiles
@@ -50,8 +50,24 @@ class HeldJournal:
 
     @property
     def due(self) -> bool:
-        """Large enough to start afresh (call only when nothing is held and OUT has every record)."""
+        """Large enough to start afresh (see rotate)."""
         return self.records >= ROTATE_RECORDS
+
+    async def rotate(
+        self, nothing_held: Callable[[], bool], out_flushed: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Start afresh when nothing is held: every record this file has was written to OUT, and is in
+        the OS once `out_flushed` returns. Records held meanwhile wait, then go to the new file."""
+        async with self._opening:
+            if self._writer is None or not nothing_held():
+                return
+            writer, self._writer = self._writer, None
+            self.records = 0
+            await out_flushed()
+            with contextlib.suppress(OSError):
+                await writer.aclose()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     async def close(self, *, remove: bool) -> None:
         """Close it; `remove` once OUT durably holds every record it has (else the next run folds it)."""

@@ -121,9 +121,9 @@ class RunOutput:
         await self._journal.write(item)
 
     async def _emptied(self) -> None:
-        if self._journal is not None and self._journal.due and self._writer is not None:
-            await self._writer.flush()  # every record the held file has is in OUT (the OS has it)
-            await self._journal.close(remove=True)
+        journal, writer, reorder = self._journal, self._writer, self.reorder
+        if journal is not None and journal.due and writer is not None and reorder is not None:
+            await journal.rotate(lambda: not reorder.held, writer.flush)
 
     async def finish(self) -> None:
         """The run completed: everything durable, OUT created if nothing was written, the temp renamed."""
