@@ -25,6 +25,7 @@ from gembulk.outputs import (
     load_existing,
     output_target,
     parquet,
+    remove_leftovers,
 )
 from gembulk.outputs import compression as compression_module
 from gembulk.outputs import held as held_module
@@ -299,6 +300,20 @@ def test_parquet_converts_in_row_groups_and_reads_back_the_same_records(
     seen: list[tuple[str, bool]] = []
     assert parquet.visit_parquet(str(out), lambda i, m, f, ok, offset: seen.append((i, ok))) == 3
     assert seen == [("a", True), ("b", False), ("c", True)]
+
+
+def test_the_leftovers_of_a_parquet_outputs_records_are_removed_with_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    litter = [".out.parquet.a1b2c3.gembulk-tmp", ".out.parquet.gembulk-partial.jsonl.d4e5f6.gembulk-tmp"]
+    kept = [
+        "out.parquet.gembulk-partial.jsonl",
+        "out.parquet.gembulk-held",
+        ".other.parquet.a1b2c3.gembulk-tmp",
+    ]
+    for name in litter + kept:
+        (tmp_path / name).write_text("x")
+    assert remove_leftovers(str(out)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 
 def test_a_file_that_is_not_a_parquet_output_is_refused(tmp_path: Path) -> None:

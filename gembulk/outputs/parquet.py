@@ -97,17 +97,21 @@ def _layout(path: str, columns: Sequence[str]) -> tuple[list[str], dict[str, str
     each input column, from one pass over the records."""
     known = list(columns)
     seen = set(known)
+    inputs = [column for column in known if _is_input(column)]
     kinds: dict[str, str] = {}
     for record in _records(path):
         for column in _columns_of(record):
             if column not in seen:
                 seen.add(column)
                 known.append(column)
-        for column in known:
-            if column not in CSV_BASE_COLUMNS and column not in _JSON_TEXT and column != FINGERPRINT_COLUMN:
-                value = record_to_row(record, (column,))[0]
-                kinds[column] = _merge(kinds.get(column, "null"), _kind(value))
+                inputs.append(column)
+        for column, value in zip(inputs, record_to_row(record, inputs), strict=True):
+            kinds[column] = _merge(kinds.get(column, "null"), _kind(value))
     return known, kinds
+
+
+def _is_input(column: str) -> bool:
+    return column not in CSV_BASE_COLUMNS and column not in _JSON_TEXT and column != FINGERPRINT_COLUMN
 
 
 def _schema(pa: Any, columns: Sequence[str], kinds: Mapping[str, str]) -> Any:

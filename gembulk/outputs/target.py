@@ -110,8 +110,8 @@ def _leftover_of(name: str, output_name: str) -> bool:
 
 
 def remove_leftovers(output: str) -> int:
-    """Delete what a killed run left beside OUT (compaction, --overwrite and stdin temp files, batch
-    scratch folders, an old batch lock); call it holding OUT's lock. Returns how many were removed."""
+    """Delete what a killed run left beside OUT (compaction, --overwrite, conversion and stdin temp files,
+    batch scratch folders, an old batch lock); call it holding OUT's lock. Returns how many were removed."""
     directory = os.path.dirname(os.path.abspath(output))
     name = os.path.basename(output)
     removed = 0
@@ -122,7 +122,8 @@ def remove_leftovers(output: str) -> int:
     except OSError:
         return 0
     for entry in entries:
-        if not _leftover_of(entry.name, name):
+        # The files beside OUT have their own temp files (a compaction of a Parquet OUT's records).
+        if not (_leftover_of(entry.name, name) or _leftover_of(entry.name, name + PARTIAL_SUFFIX)):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):
