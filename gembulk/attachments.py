@@ -15,6 +15,7 @@ from yarl import URL
 
 from gembulk import confined
 from gembulk.errors import InputError, UsageError
+from gembulk.inputs.formats import PER_ROW_FIELDS
 from gembulk.records import Attachment, InputRow
 from gembulk.urlguard import URL_SCHEMES
 
@@ -124,8 +125,8 @@ def _values(cell: Any) -> Iterable[str]:
 def check_columns(spec: AttachSpec, columns: Sequence[str], fmt: str, source_name: str) -> None:
     """Attach columns must exist (a JSONL row may leave the field out: that row has no attachment)."""
     if fmt == "txt":
-        raise UsageError("--attach needs a CSV, TSV or JSONL input: a .txt input has only the prompt")
-    if fmt == "jsonl":
+        raise UsageError("--attach needs a table or JSON input: a .txt input has only the prompt")
+    if fmt in PER_ROW_FIELDS:
         return
     for column in spec.columns:
         if column not in columns:

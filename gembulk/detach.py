@@ -27,7 +27,6 @@ async def detach(
     check: PromptSizeCheck | None,
 ) -> RunResult:
     """Submit (or find already submitted) and return at once; the state file says how to fetch."""
-    from gembulk.batch import state as batch_state
     from gembulk.cache import ResponseCache
     from gembulk.executors.batch import BatchExecutor
     from gembulk.executors.cached import CachedExecutor
@@ -88,6 +87,14 @@ async def detach(
     if code in (ExitCode.INTERRUPTED, ExitCode.FATAL_API):
         observer.message(resume_hint(options, stats, executor))
         return RunResult(code, stats, elapsed, error, jobs)
+    _tell(options, stats, jobs, observer)
+    return RunResult(code, stats, elapsed, error, jobs)
+
+
+def _tell(options: RunOptions, stats: RunStats, jobs: tuple[str, ...], observer: RunObserver) -> None:
+    """What the submission did: the rows written now, and how to follow the jobs."""
+    from gembulk.batch import state as batch_state
+
     if stats.failed:
         failures = ", ".join(
             f"{count} {status}" for status, count in sorted(stats.failures_by_status.items())
@@ -111,4 +118,3 @@ async def detach(
             f"  status: gembulk batch status {state_file}\n"
             f"  fetch:  gembulk batch fetch {state_file} -o {options.output}  (exit 4 until done)"
         )
-    return RunResult(code, stats, elapsed, error, jobs)

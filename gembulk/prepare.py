@@ -14,7 +14,15 @@ from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, iden
 from gembulk.context import SharedContext, load_context
 from gembulk.errors import InputError, StateFileError, UsageError
 from gembulk.executors import Emit, RequestSource
-from gembulk.inputs import InputSpec, ScanResult, detect_format, open_input, scan_input, spool_stdin
+from gembulk.inputs import (
+    PER_ROW_FIELDS,
+    InputSpec,
+    ScanResult,
+    StagedInput,
+    open_input,
+    scan_input,
+    stage_input,
+)
 from gembulk.jsonfiles import read_json
 from gembulk.outputs import (
     ExistingOutput,
@@ -54,7 +62,7 @@ class Prepared:
     target: OutputTarget  # what -o names: stdout, a stream, or a file (resumed, locked)
     existing: ExistingOutput | None  # what OUT holds already (None: nothing, or --overwrite)
     settings: GenerationSettings  # the run's generation settings with the schema: every request's
-    spool: str | None  # temporary copy of stdin, deleted at the end
+    spool: str | None  # temporary copy of stdin or of a pipe, deleted at the end
     prices: PriceTable
     total: int  # records this run is about: rows (of its --shard) times models
     attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
@@ -88,8 +96,8 @@ async def prepare(options: RunOptions) -> Prepared:
     if schema is None:
         schema = options.generation.json_schema  # a run rebuilt from a batch state file
     settings = replace(options.generation, json_schema=schema) if schema is not None else options.generation
-    fmt = detect_format(options.input, options.input_format)
-    spec, spool = await _input_spec(options, target, fmt)
+    staged = await _stage_input(options, target)
+    spec, spool, fmt = staged.spec, staged.spool, staged.spec.format
     try:
         source = await open_input(spec)
         try:
@@ -97,7 +105,7 @@ async def prepare(options: RunOptions) -> Prepared:
         finally:
             await source.aclose()
         name = spec.display_name or spec.path
-        # A JSONL row need not have the first row's fields: the template is checked against every row's.
+        # A JSON(L) row need not have the first row's fields: the template is checked against every row's.
         template = prompt_template(
             options.template,
             options.template_file,
@@ -105,14 +113,14 @@ async def prepare(options: RunOptions) -> Prepared:
             columns,
             fmt,
             name,
-            check=fmt != "jsonl",
+            check=fmt not in PER_ROW_FIELDS,
         )
         scan = await scan_input(spec, template.fields)
-        if fmt == "jsonl":
+        if fmt in PER_ROW_FIELDS:
             template.check_columns([*columns, *sorted(scan.fields_seen - set(columns))], name)
         attach = None
         if options.attach:
-            attach = _attach_spec(options)
+            attach = _attach_spec(options, staged.stream)
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
         output_format = detect_output_format(options.output, options.output_format)
@@ -178,29 +186,26 @@ def _check_standard_streams(options: RunOptions, target: OutputTarget) -> None:
         raise UsageError("stdout is closed: give -o FILE")
 
 
-async def _input_spec(options: RunOptions, target: OutputTarget, fmt: str) -> tuple[InputSpec, str | None]:
-    """The input to read, and the spooled copy of stdin it may be (deleted by the caller)."""
-    if options.input == "-" and options.stdin_copy is not None:
-        if not os.path.isfile(options.stdin_copy):
-            raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
-        spec = InputSpec(
-            path=options.stdin_copy, format=fmt, id_column=options.id_column, display_name="<stdin>"
+async def _stage_input(options: RunOptions, target: OutputTarget) -> StagedInput:
+    """The input to read, and the spooled copy of stdin or of a pipe it may be (deleted by the caller)."""
+    if options.input == "-" and options.stdin_copy is not None and not os.path.isfile(options.stdin_copy):
+        raise StateFileError(f"{options.stdin_copy}: the kept copy of the batch's stdin input is gone")
+    # Beside OUT, named so that the next run on OUT removes it if this one is killed (a batch run
+    # also links it there as the copy `batch wait|fetch` reads); a dry run writes nothing beside it.
+    beside = target.directory if target.resumable and not options.dry_run else None
+    try:
+        return await stage_input(
+            options.input,
+            options.input_format,
+            id_column=options.id_column,
+            delimiter=options.delimiter,
+            kept_copy=options.stdin_copy,
+            spool_dir=beside,
+            spool_prefix=temp_prefix(options.output) if beside else "gembulk-stdin-",
         )
-        return spec, None
-    if options.input == "-":
-        # Beside OUT, named so that the next run on OUT removes it if this one is killed (a batch run
-        # also links it there as the copy `batch wait|fetch` reads); a dry run writes nothing beside it.
-        beside = target.directory if target.resumable and not options.dry_run else None
-        try:
-            spool = await spool_stdin(beside, temp_prefix(options.output) if beside else "gembulk-stdin-")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot copy stdin to {beside or 'the temporary folder'}: {exc.strerror}"
-            ) from None
-        return InputSpec(path=spool, format=fmt, id_column=options.id_column, display_name="<stdin>"), spool
-    if not os.path.isfile(options.input):
-        raise InputError(f"{options.input}: no such file")
-    return InputSpec(path=options.input, format=fmt, id_column=options.id_column), None
+    except OSError as exc:
+        what, where = "stdin" if options.input == "-" else options.input, beside or "the temporary folder"
+        raise UsageError(f"cannot copy {what} to {where}: {exc.strerror}") from None
 
 
 def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
@@ -216,11 +221,11 @@ def _check_cost_options(options: RunOptions, prices: PriceTable) -> None:
         )
 
 
-def _attach_spec(options: RunOptions) -> AttachSpec:
+def _attach_spec(options: RunOptions, stream: bool) -> AttachSpec:
     root = options.attach_root
     if root is not None and not os.path.isdir(root):
         raise UsageError(f"--attach-root {root}: no such directory")
-    return AttachSpec.for_input(options.attach, None if options.input == "-" else options.input, root)
+    return AttachSpec.for_input(options.attach, None if stream else options.input, root)
 
 
 async def _check_attachments(spec: InputSpec, attach: AttachSpec, options: RunOptions) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gembulk.errors import TemplateError
+from gembulk.inputs.formats import PER_ROW_FIELDS
 
 # Characters that would make str.format do something other than look up a column; refusing them
 # keeps a template a plain fill-in-the-blanks text whatever the column values are.
@@ -206,7 +207,7 @@ def _default_template(
         return Template.of_column(prompt_column)
     if "prompt" in columns:
         return Template.of_column("prompt")
-    noun = "field" if fmt == "jsonl" else "column"
+    noun = "field" if fmt in PER_ROW_FIELDS else "column"
     raise TemplateError(
         f"{source_name} has no 'prompt' {noun} (columns: {_list_columns(columns)}); "
         f"say what to send with -t/--template 'text with {{column}} placeholders' "

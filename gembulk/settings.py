@@ -133,6 +133,7 @@ class RunOptions:
     input: str
     output: str = "-"
     input_format: str | None = None
+    delimiter: str | None = None  # --delimiter (None: TAB for TSV, for CSV told from the header line)
     output_format: str | None = None
     template: str | None = None
     template_file: str | None = None

@@ -1,7 +1,9 @@
-"""End-to-end test support: the fake API as a real subprocess, and the installed `gembulk` command."""
+"""End-to-end test support: the fake API as a real subprocess, the installed `gembulk` command, and the
+bookkeeping that lets no process a test started outlive it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +13,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 TEST_KEY = "test-key-0123456789-SECRET"
 
@@ -24,21 +28,54 @@ def gembulk_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "gembulk"]
 
 
+# Processes a fixture started and stops at its own teardown (pid -> what it is): the per-test check
+# leaves them alone; the end-of-session check does not.
+OWNED: dict[int, str] = {}
+
+# Run by a throwaway interpreter that then becomes the command (exec keeps the pid): PR_SET_PDEATHSIG (1)
+# asks the kernel for SIGTERM when the thread that started it dies, so a test process killed outright
+# (SIGKILL, a CI timeout, a crashed xdist worker) cannot leave its fake behind; the setting survives exec.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the test process is already gone")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dying_with_this_process(command: list[str]) -> list[str]:
+    """`command`, to be stopped by the kernel if this process dies first (Linux; elsewhere as is).
+
+    Start it from the thread that lives as long as it should: the main thread (as fixtures and xdist
+    workers do), never a short-lived one."""
+    if not sys.platform.startswith("linux"):
+        return command
+    executable = command[0] if os.path.isabs(command[0]) else shutil.which(command[0]) or command[0]
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), executable, *command[1:]]
+
+
 class FakeAPI:
-    """`gembulk fake-server` running in its own process, with its control endpoints."""
+    """`gembulk fake-server` running in its own process, with its control endpoints; stop() it (or use it
+    as a context manager): it is owned until then."""
 
     def __init__(self, *args: str) -> None:
+        command = [*gembulk_command(), "fake-server", "--port", "0", *args]
         self.process = subprocess.Popen(
-            [*gembulk_command(), "fake-server", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            dying_with_this_process(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        OWNED[self.process.pid] = "gembulk fake-server " + " ".join(args)
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://"):
             self.stop()
             raise RuntimeError(f"fake server did not print its URL: {self.url!r}")
+
+    def __enter__(self) -> FakeAPI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -63,6 +100,48 @@ class FakeAPI:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        OWNED.pop(self.process.pid, None)
+
+
+def running_processes() -> list[psutil.Process]:
+    """Every live descendant of this process (zombies are dead already: left out)."""
+    alive = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def process_ids(processes: list[psutil.Process]) -> set[tuple[int, float]]:
+    """Identities that survive pid reuse: (pid, start time)."""
+    found = set()
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.add((process.pid, process.create_time()))
+    return found
+
+
+def describe(process: psutil.Process) -> str:
+    try:
+        command = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        command = "(gone)"
+    return f"pid {process.pid}: {command[:300]}"
+
+
+def stop_processes(processes: list[psutil.Process]) -> None:
+    """SIGKILL and wait: what is left over is not asked nicely."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
 
 
 def cli_env(url: str, **extra: str | None) -> dict[str, str]:

@@ -1,20 +1,123 @@
-"""Shared fixtures: one fake API process for the session, reset before every test that uses it."""
+"""Shared fixtures: one fake API process per session (per xdist worker), reset before every test that uses
+it; and no process a test started outlives it (checked after each test, and at the end of the session)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
+import signal
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.cli_support import FakeAPI
+from tests.cli_support import OWNED, FakeAPI, describe, process_ids, running_processes, stop_processes
+
+_interrupted = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # PR_SET_CHILD_SUBREAPER (36): a process orphaned under this one (the child of a gembulk a test
+    # killed, the fake of a worker that crashed) is re-parented here instead of to init, so the checks
+    # below still see it.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(36, 1)
+    # SIGTERM (a CI timeout, `kill`) would end pytest without a teardown; as an interrupt, like Ctrl-C,
+    # every fixture still stops what it started.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def pytest_keyboard_interrupt() -> None:
+    global _interrupted
+    _interrupted = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_at_the_end() -> Iterator[None]:
+    """Set up before, so torn down after, every other session fixture: whatever still runs then leaked.
+    Under xdist each worker checks its own children; pytest_sessionfinish below checks the controller."""
+    yield
+    _fail_on_leftovers(running_processes(), "the session")
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    """A test that returns (or fails) with a child still running would have it talk to the next test's
+    fake: the child is killed here, and the test gets an error naming it."""
+    before = process_ids(running_processes())
+    yield
+    new = [p for p in running_processes() if p.pid not in OWNED and not process_ids([p]) <= before]
+    _fail_on_leftovers(new, "this test")
+
+
+def _fail_on_leftovers(leftovers: list, who: str) -> None:
+    if leftovers:
+        names = "\n  ".join(describe(p) for p in leftovers)
+        stop_processes(leftovers)
+        if _interrupted:
+            return  # stopped half-way: its processes are expected, and killed above
+        pytest.fail(f"processes started by {who} were still running (now killed):\n  {names}", pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the timing tests come last (xdist hands tests out in this order): run alone one
+    after another at the end, they cost the other workers no wait for each long test in between."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("timing") is not None)
+
+
+@pytest.fixture(autouse=True)
+def alone_if_timing(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under xdist, a test marked `timing` runs with no other test beside it: its deadlines and quota
+    windows see the machine as a serial run does. A readers-writer lock shared by the run's workers:
+    every test holds it shared, a timing test exclusively; the turnstile keeps a timing test that waits
+    from being overtaken by the tests the other workers keep starting."""
+    if not hasattr(request.config, "workerinput"):
+        yield  # one process: nothing runs beside anything
+        return
+    exclusive = request.node.get_closest_marker("timing") is not None
+    run_dir = tmp_path_factory.getbasetemp().parent  # the controller's base temp: this run's, no other's
+    with (run_dir / "timing.turnstile").open("a") as turnstile, (run_dir / "timing.lock").open("a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield  # closing the files releases both locks (and a crashed worker's too)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The last word of the main process (the xdist controller, once its workers are gone)."""
+    if hasattr(session.config, "workerinput"):
+        return  # a worker: its session fixture above did the check, and reported as a test error
+    leftovers = running_processes()
+    if not leftovers:
+        return
+    names = [describe(p) for p in leftovers]
+    stop_processes(leftovers)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "processes still running at the end of the tests (now killed)", red=True)
+        for name in names:
+            reporter.write_line(f"  {name}", red=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def fake_process() -> Iterator[FakeAPI]:
     # Time is compressed: a 1-second quota window and short batch phases keep the suite fast.
-    api = FakeAPI("--window", "1", "--batch-pending", "0.2", "--batch-running", "0.3", "--bad-key", "bad-key")
-    yield api
-    api.stop()
+    with FakeAPI(
+        "--window", "1", "--batch-pending", "0.2", "--batch-running", "0.3", "--bad-key", "bad-key"
+    ) as api:
+        yield api
 
 
 @pytest.fixture

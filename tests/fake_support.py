@@ -68,6 +68,8 @@ def running_fake(**config_overrides: Any) -> Iterator[RunningFake]:
     thread.start()
     started.wait(10)
     if failure or not server.url:
+        loop.call_soon_threadsafe(loop.stop)  # a start still under way is abandoned, not left running
+        thread.join(10)
         raise RuntimeError(f"the fake server did not start: {failure}")
     try:
         yield RunningFake(server.url, server)

@@ -205,6 +205,7 @@ def test_failed_job_and_transient_error_lines_are_finished_online(fake: FakeAPI,
     assert_answers(read_jsonl(failed_out), 3, mode="online")
 
 
+@pytest.mark.timing
 def test_detach_then_fetch_too_early_then_fetch_and_fetch_again(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(batch_pending=0.2, batch_running=3.0)
     path = make_input(tmp_path, 6)
@@ -253,6 +254,7 @@ def test_detach_then_fetch_too_early_then_fetch_and_fetch_again(fake: FakeAPI, t
     assert out.read_bytes() == before
 
 
+@pytest.mark.timing
 def test_sigkill_during_wait_then_wait_again(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(batch_pending=0.1, batch_running=2.0)
     path = make_input(tmp_path, 5)
@@ -295,6 +297,7 @@ def test_cancelled_job_is_reported_per_row(fake: FakeAPI, tmp_path: Path) -> Non
     assert len(read_jsonl(out)) == 3
 
 
+@pytest.mark.timing
 def test_sigint_while_polling_keeps_the_jobs_and_the_rerun_adopts_them(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(batch_pending=0.1, batch_running=1.5)
     path = make_input(tmp_path, 4)

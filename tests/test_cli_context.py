@@ -114,6 +114,7 @@ def test_a_long_context_is_cached_once_referenced_by_every_request_and_costs_a_t
     assert summary(cached.stderr)["cache_saved_usd"] > 0.9 * (inline_cost - cached_cost)
 
 
+@pytest.mark.timing
 def test_sigint_deletes_the_cache(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.4)
     data, document = tickets(tmp_path, 40), policy(tmp_path, 5_000)
@@ -146,6 +147,7 @@ def test_sigint_deletes_the_cache(fake: FakeAPI, tmp_path: Path) -> None:
     assert set(caches(fake)) == before and fake.stats()["caches_deleted"] == 1
 
 
+@pytest.mark.timing
 def test_a_cache_deleted_mid_run_is_recreated_once_and_no_row_fails(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.25)
     data, document = tickets(tmp_path, 30), policy(tmp_path, 5_000)
@@ -181,6 +183,7 @@ def test_a_cache_deleted_mid_run_is_recreated_once_and_no_row_fails(fake: FakeAP
     assert fake.stats()["caches_created"] == 2 and set(caches(fake)) == before
 
 
+@pytest.mark.timing
 def test_a_cache_left_by_sigkill_is_reused_by_the_next_run_then_deleted(
     fake: FakeAPI, tmp_path: Path
 ) -> None:

@@ -56,6 +56,7 @@ GEMBULK = " ".join(gembulk_command())
 # -- 1. one writer per output ----------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_an_overlapping_run_exits_4_at_once_and_writes_nothing(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.1)
     n = 200  # five seconds at -c 4: the second run starts well within them

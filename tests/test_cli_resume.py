@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from gembulk.fake import expected_text
 from tests.cli_support import FakeAPI, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
 
@@ -77,6 +79,7 @@ def test_torn_last_line_is_dropped_and_completed(fake: FakeAPI, tmp_path: Path) 
     assert_complete(out, 4)
 
 
+@pytest.mark.timing
 def test_sigkill_mid_run_then_rerun_loses_nothing_and_pays_nothing_twice(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
@@ -113,6 +116,7 @@ def read_jsonl_tolerant(out: Path) -> list[dict]:
     return records
 
 
+@pytest.mark.timing
 def test_sigint_stops_gracefully_with_exit_130_and_resume_hint(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.3)
     n = 40
@@ -143,6 +147,7 @@ def test_sigint_stops_gracefully_with_exit_130_and_resume_hint(fake: FakeAPI, tm
     assert_complete(out, n)
 
 
+@pytest.mark.timing
 def test_sigterm_behaves_like_sigint(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.3)
     path = make_input(tmp_path, 30)

@@ -88,6 +88,7 @@ async def test_system_instruction_and_schema_reach_the_wire(api: RunningFake) ->
     assert outcome.usage.prompt_tokens > plain.usage.prompt_tokens
 
 
+@pytest.mark.timing
 async def test_429_carries_retry_delay_and_announced_quota(api: RunningFake) -> None:
     api.configure(rpm=1)
     async with client(api.url) as c:
@@ -102,6 +103,7 @@ async def test_429_carries_retry_delay_and_announced_quota(api: RunningFake) -> 
     assert violation.limit == 60  # 1 per 1-second window, announced per minute
 
 
+@pytest.mark.timing
 async def test_token_quota_429_names_the_input_token_metric(api: RunningFake) -> None:
     api.configure(tpm=10)  # 10 prompt tokens per 1-second window
     async with client(api.url) as c:
@@ -167,6 +169,7 @@ async def test_connection_refused_is_a_transport_failure() -> None:
     assert caught.value.transport
 
 
+@pytest.mark.timing
 async def test_connection_pool_allows_the_whole_concurrency(api: RunningFake) -> None:
     # httpx2's default pool stops at 100 in flight; our session is sized to the concurrency cap
     api.configure(latency=0.5)

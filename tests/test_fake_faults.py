@@ -40,6 +40,7 @@ def retry_info(error: errors.APIError) -> tuple[str, list[str]]:
     return delay, [v["quotaId"] for v in failure["violations"]]
 
 
+@pytest.mark.timing
 def test_rpm_over_a_compressed_window(api: RunningFake, clients: Clients) -> None:
     api.configure(rpm=5, window=1.0)
     client = clients()
@@ -66,6 +67,7 @@ def test_rpm_over_a_compressed_window(api: RunningFake, clients: Clients) -> Non
     assert stats["by_prompt"]["rpm 5"] == 2
 
 
+@pytest.mark.timing
 def test_tpm_and_a_prompt_larger_than_tpm(api: RunningFake, clients: Clients) -> None:
     api.configure(tpm=20, window=1.0)
     client = clients()
@@ -189,6 +191,7 @@ def test_error_rate_splits_between_500_503_and_drops(api: RunningFake, clients: 
     assert client.models.generate_content(model=MODEL, contents="calm").text == expected_text("calm")
 
 
+@pytest.mark.timing
 async def test_latency_and_peak_in_flight(api: RunningFake, clients: Clients) -> None:
     api.configure(latency=0.2, jitter=0.05)
     client = clients()
@@ -211,6 +214,7 @@ def test_sleep_marker_adds_latency(clients: Clients) -> None:
     assert time.perf_counter() - started >= 0.3
 
 
+@pytest.mark.timing
 async def test_reset_while_requests_are_in_flight(api: RunningFake, clients: Clients) -> None:
     api.configure(latency=0.3)
     client = clients()

@@ -146,6 +146,7 @@ def test_render_missing_field() -> None:
     assert info.value.message == "row has no field 'b' used by the template"
 
 
+@pytest.mark.timing
 def test_render_is_fast() -> None:
     template = Template.parse("Summarize {title} by {author}:\n\n{body}\n\nIn {lang}.")
     fields = {"title": "T", "author": "A", "body": "text " * 50, "lang": "en"}

@@ -54,10 +54,15 @@ def summary(rows: list[InputRow]) -> list[tuple[str, int, dict]]:
         ("x.jsonl", "jsonl"),
         ("x.NDJSON", "jsonl"),
         ("notes.txt", "txt"),
-        ("-", "jsonl"),
+        ("rows.json", "json"),
+        ("rows.parquet", "parquet"),
+        ("rows.csv.gz", "csv"),
+        ("rows.JSONL.ZST", "jsonl"),
+        ("rows.tsv.zstd", "tsv"),
+        ("-", None),  # the content decides
     ],
 )
-def test_detect_format_by_extension(path: str, expected: str) -> None:
+def test_detect_format_by_extension(path: str, expected: str | None) -> None:
     assert detect_format(path, None) == expected
 
 
@@ -416,6 +421,30 @@ async def test_duplicate_numeric_and_string_ids_collide(tmp_path: Path) -> None:
         await read_rows(path, "jsonl")
 
 
+async def test_the_first_repeat_is_named_whatever_the_hashes_say(tmp_path: Path, monkeypatch) -> None:
+    """Ids are compared by hash first; every id hashing alike must still refuse only a true repeat."""
+    from gembulk.inputs import ids, source
+
+    monkeypatch.setattr(ids, "_RUN", 2)
+    for module in (ids, source):
+        monkeypatch.setattr(module, "hash", lambda _: 42, raising=False)
+    rows = "".join(f"r{i},p\n" for i in range(7))
+    path = write(tmp_path, "in.csv", f"id,prompt\n{rows}")
+    _, _, read = await read_rows(path, "csv")  # all different, all colliding: accepted
+    assert len(read) == 7
+    path = write(tmp_path, "in.csv", f"id,prompt\n{rows}r5,again\nr2,again\n")
+    with pytest.raises(InputError) as info:
+        await read_rows(path, "csv")
+    assert info.value.message == f"{path}:9: duplicate id 'r5' (first at line 7)"
+
+
+async def test_duplicate_ids_on_stdin_read_directly(monkeypatch) -> None:
+    fake_stdin(monkeypatch, b"id,prompt\n1,a\n2,b\n1,c\n")
+    with pytest.raises(InputError) as info:
+        await read_rows("-", "csv")
+    assert info.value.message == "<stdin>:4: duplicate id '1' (first at line 2)"
+
+
 # --------------------------------------------------------------------------------------------------
 # Opening, reading once, stdin
 
@@ -552,6 +581,23 @@ async def test_large_csv_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert peak < size / 10, f"peak {peak} bytes for a {size}-byte file"
 
 
+async def test_unique_ids_are_checked_in_little_memory(tmp_path: Path) -> None:
+    peaks = []
+    for with_ids in (False, True):
+        path, _ = big_csv(tmp_path, 60_000, with_ids=with_ids)
+        tracemalloc.start()
+        try:
+            result = await scan_input(InputSpec(path, "csv"), ["prompt"])
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert result.row_count == 60_000
+    assert result.id_column == "id"
+    # 8 bytes an id, and a run of them sorted at a time; the id strings in a dict would take ~8 MB.
+    assert peaks[1] - peaks[0] < 3 * 1024 * 1024, peaks
+
+
+@pytest.mark.timing
 async def test_100k_rows_scan_quickly(tmp_path: Path) -> None:
     path, _ = big_csv(tmp_path, 100_000, with_ids=True)
     started = time.perf_counter()

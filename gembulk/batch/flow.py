@@ -35,8 +35,9 @@ def job_identity(options: RunOptions, prepared: Prepared) -> JobIdentity:
         generation["attach"] = list(options.attach)
     if prepared.context is not None:  # the content's hash: editing the document makes it another job
         generation["context"] = prepared.context.sha256
+    stream = _from_stream(options, prepared)
     return JobIdentity(
-        input=f"<stdin>:{prepared.scan.sha256}" if options.input == "-" else os.path.abspath(options.input),
+        input=f"<stdin>:{prepared.scan.sha256}" if stream else os.path.abspath(options.input),
         template=prepared.template.source,
         model=",".join(options.models),
         system=options.generation.system,
@@ -46,10 +47,15 @@ def job_identity(options: RunOptions, prepared: Prepared) -> JobIdentity:
     )
 
 
+def _from_stream(options: RunOptions, prepared: Prepared) -> bool:
+    """stdin or a pipe (its spooled copy is kept beside OUT, and its content is what identifies it)."""
+    return options.input == "-" or prepared.spool is not None
+
+
 def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
     assert options.batch is not None
     generation = options.generation
-    stdin = options.input == "-"
+    stdin = _from_stream(options, prepared)
     resumable = prepared.target.resumable
     return BatchState(
         output=os.path.abspath(options.output) if resumable else "-",
@@ -58,6 +64,7 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         input_path=None if stdin else os.path.abspath(options.input),
         stdin_copy=batch_state.stdin_copy_path(options.output) if stdin and resumable else None,
         input_format=prepared.spec.format,
+        delimiter=prepared.spec.delimiter,
         id_column=prepared.scan.id_column,
         input_sha256=prepared.scan.sha256,
         rows=prepared.scan.row_count,
@@ -166,6 +173,7 @@ def options_from_state(
         stdin_copy=state.stdin_copy,
         output=output,
         input_format=state.input_format,
+        delimiter=state.delimiter,
         output_format=state.output_format if os.path.abspath(output) == state.output else None,
         template=state.template,
         id_column=state.id_column,

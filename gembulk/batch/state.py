@@ -68,8 +68,8 @@ class BatchState:
     output: str  # absolute path of OUT
     output_format: str
     identity: JobIdentity  # how the rows were asked, to refuse a run that would ask them otherwise
-    input_path: str | None  # absolute path of the input file; None when it was stdin
-    stdin_copy: str | None  # the kept copy of stdin beside OUT (deleted after the fetch)
+    input_path: str | None  # absolute path of the input file; None when it was stdin or a pipe
+    stdin_copy: str | None  # the kept copy of stdin or of a pipe beside OUT (deleted after the fetch)
     input_format: str
     id_column: str | None
     input_sha256: str  # fingerprint of the input bytes at submission
@@ -98,6 +98,7 @@ class BatchState:
     # which then sets "caches_deleted")
     context: dict[str, Any] = field(default_factory=dict)
     keep_order: bool = False  # --keep-order of the run: the fetch puts OUT in input order
+    delimiter: str | None = None  # --delimiter of the run (None: the format's own, or told from the header)
     version: int = field(default=VERSION)
 
     def model_of(self, job: JobRef) -> str:

@@ -62,8 +62,30 @@ def _opt(*names: str, panel: str, help: str | None = None, **extra: object) -> t
     return typer.Option(*names, help=help, rich_help_panel=panel, **extra)  # type: ignore[arg-type]
 
 
-InputArg = Annotated[str, typer.Argument(help="CSV, TSV, JSONL or TXT file of prompts, or - for stdin.")]
-InputFormatOpt = Annotated[str | None, _opt("--input-format", panel=INPUT, help="csv, tsv, jsonl or txt.")]
+InputArg = Annotated[
+    str,
+    typer.Argument(
+        help="CSV, TSV, JSONL, JSON, TXT or Parquet file of prompts (.gz/.zst too), or - for stdin."
+    ),
+]
+InputFormatOpt = Annotated[
+    str | None,
+    _opt(
+        "--input-format",
+        panel=INPUT,
+        help="csv, tsv, jsonl, json, txt or parquet (default: from the extension; for stdin and pipes, JSON "
+        "or Parquet told from the content).",
+    ),
+]
+DelimiterOpt = Annotated[
+    str | None,
+    _opt(
+        "--delimiter",
+        panel=INPUT,
+        metavar="CHAR",
+        help="CSV field delimiter, e.g. ';' or tab (default: the one of , ; tab | in the header line).",
+    ),
+]
 IdColumnOpt = Annotated[
     str | None,
     _opt("--id-column", panel=INPUT, help="Column holding the row id (default: id, else row number)."),
@@ -349,6 +371,7 @@ DebugOpt = Annotated[bool, _opt("--debug", panel=CONNECTION, help="Show tracebac
 def run(
     input: InputArg,
     input_format: InputFormatOpt = None,
+    delimiter: DelimiterOpt = None,
     id_column: IdColumnOpt = None,
     template: TemplateOpt = None,
     template_file: TemplateFileOpt = None,

@@ -44,6 +44,7 @@ class RunArgs:
     prompt_column: str | None = None
     id_column: str | None = None
     input_format: str | None = None
+    delimiter: str | None = None
     output_format: str | None = None
     keep_order: bool = False
     order_buffer: int = DEFAULT_ORDER_BUFFER
@@ -117,6 +118,7 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         input=args.input,
         output=args.output,
         input_format=args.input_format,
+        delimiter=_delimiter(args.delimiter),
         output_format=args.output_format,
         keep_order=args.keep_order,
         order_buffer=args.order_buffer,
@@ -168,6 +170,22 @@ def _context_files(args: RunArgs) -> tuple[str, ...]:
     if args.context_cache is not ContextCache.AUTO and not (files or args.context_text):
         raise UsageError("--context-cache works only with --context or --context-text")
     return files
+
+
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def _delimiter(given: str | None) -> str | None:
+    """--delimiter: one character, or a name (tab, \\t, comma, semicolon, pipe, space)."""
+    if given is None:
+        return None
+    delimiter = _DELIMITER_NAMES.get(given.lower(), given)
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise UsageError(
+            f"--delimiter {given!r}: give one character other than a quote or a line break "
+            "(or tab, comma, semicolon, pipe, space)"
+        )
+    return delimiter
 
 
 def _batch_options(args: RunArgs) -> BatchOptions | None:

@@ -1,9 +1,11 @@
-"""CSV and TSV inputs: the text cut at record boundaries, each block parsed by the csv module."""
+"""CSV and TSV inputs: the delimiter told from the header, the text cut at record boundaries, each block
+parsed by the csv module."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 
 from gembulk.errors import InputError
@@ -14,6 +16,46 @@ from gembulk.inputs.parser import Batch
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 Records = tuple[list[int], list[list[str]]]  # CSV records before the header gives them names
+
+# What spreadsheets export: `;` where the comma is the decimal mark, tab and pipe from databases.
+DELIMITERS = (",", ";", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def detect_delimiter(header: str) -> str:
+    """The one of , ; TAB | found most often in the header line outside quotes (a tie goes to the
+    earlier one), or , when none is: a one-column CSV."""
+    bare = _QUOTED.sub("", header)
+    count, _, delimiter = max((bare.count(d), -i, d) for i, d in enumerate(DELIMITERS))
+    return delimiter if count else ","
+
+
+def delimiter_name(delimiter: str) -> str:
+    return {"\t": "TAB", " ": "space"}.get(delimiter, delimiter)
+
+
+async def _first_line(chunks: AsyncIterator[str]) -> tuple[str, AsyncIterator[str]]:
+    """The first non-blank line of the text, and the text again from its start."""
+    seen: list[str] = []
+    line = ""
+    async for text in chunks:
+        seen.append(text)
+        if "\n" in text:
+            lines = "".join(seen).split("\n")
+            complete = [candidate for candidate in lines[:-1] if candidate.strip()]
+            if complete:
+                line = complete[0]
+                break
+    else:
+        line = next((candidate for candidate in "".join(seen).split("\n") if candidate.strip()), "")
+
+    async def again() -> AsyncIterator[str]:
+        for text in seen:
+            yield text
+        async for text in chunks:
+            yield text
+
+    return line, again()
 
 
 def _last_boundary(text: str, quotes_before: int) -> int:
@@ -85,14 +127,26 @@ async def _csv_records(chunks: AsyncIterator[str], name: str, delimiter: str) ->
 
 
 class CsvParser:
-    def __init__(self, chunks: AsyncIterator[str], name: str, delimiter: str) -> None:
-        self._records = _csv_records(chunks, name, delimiter)
+    """`delimiter` None: told from the header line (detect_delimiter)."""
+
+    def __init__(self, chunks: AsyncIterator[str], name: str, delimiter: str | None) -> None:
+        self._chunks = chunks
+        self._records: AsyncIterator[Records] | None = None
         self._name = name
+        self._delimiter = delimiter
+        self._detected = False
         self._pending: Records = ([], [])
         self.columns: tuple[str, ...] = ()
         self.header_line = 1
 
     async def start(self) -> None:
+        chunks = self._chunks
+        delimiter = self._delimiter
+        if delimiter is None:
+            header, chunks = await _first_line(chunks)
+            delimiter = detect_delimiter(header)
+            self._delimiter, self._detected = delimiter, delimiter != ","
+        self._records = _csv_records(chunks, self._name, delimiter)
         batch = await anext(self._records, None)
         if batch is None:
             raise InputError(f"{self._name}:1: empty input: a CSV/TSV input needs a header row")
@@ -118,11 +172,19 @@ class CsvParser:
         width = len(columns)
         for line, record in zip(starts, values, strict=True):
             if len(record) != width:
-                raise InputError(f"{self._name}:{line}: row has {len(record)} fields, header has {width}")
+                where, hint = f"{self._name}:{line}", self._split_hint()
+                raise InputError(f"{where}: row has {len(record)} fields, header has {width}{hint}")
         # Lengths are checked above, so a plain zip cannot drop a field.
         return starts, [dict(zip(columns, record)) for record in values]  # noqa: B905
 
+    def _split_hint(self) -> str:
+        if not self._detected:
+            return ""
+        name = delimiter_name(self._delimiter or ",")
+        return f" (fields split on '{name}', the header's delimiter; --delimiter sets another)"
+
     async def batches(self) -> AsyncIterator[Batch]:
+        assert self._records is not None, "start() first"
         if self._pending[0]:
             yield self._to_fields(self._pending)
         self._pending = ([], [])

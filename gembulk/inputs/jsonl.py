@@ -28,7 +28,11 @@ def _parse_json_line(name: str, number: int, line: str) -> dict[str, Any]:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{name}:{number}: not a JSON object: {exc.msg} (column {exc.colno})") from None
+        hint = ""
+        if line.strip() in ("{", "["):  # pretty-printed JSON: one value over many lines
+            hint = "; JSON spread over several lines is read with --input-format json (or a .json name)"
+        where = f"{name}:{number}"
+        raise InputError(f"{where}: not a JSON object: {exc.msg} (column {exc.colno}){hint}") from None
     if not isinstance(value, dict):
         raise InputError(f"{name}:{number}: not a JSON object: found {json_kind(value)}")
     return value
