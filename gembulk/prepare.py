@@ -35,7 +35,6 @@ from gembulk.outputs import (
     output_target,
 )
 from gembulk.outputs.layout import existing_output, output_layout
-from gembulk.outputs.resume import record_key
 from gembulk.outputs.target import temp_prefix
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
@@ -123,20 +122,8 @@ async def prepare(options: RunOptions) -> Prepared:
             attach = _attach_spec(options, staged.stream)
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
-        output_format = detect_output_format(options.output, options.output_format)
-        compression, records = output_layout(
-            options.output,
-            target,
-            output_format,
-            input_path=options.input,
-            keep_order=options.keep_order,
-            batch=options.batch is not None,
-        )
+        output_format, compression, records, existing = await _output_plan(options, target, scan, schema)
         context = _load_context(options)
-        existing = None
-        if target.resumable and not options.overwrite:
-            columns = csv_columns(scan.columns, schema is not None, scan.id_column)
-            existing = await existing_output(options.output, records, output_format, compression, columns)
         rows = await _count_shard(spec, options.shard) if options.shard else scan.row_count
         total = rows * len(options.models)
     except BaseException:
@@ -163,6 +150,27 @@ async def prepare(options: RunOptions) -> Prepared:
         compression,
         records,
     )
+
+
+async def _output_plan(
+    options: RunOptions, target: OutputTarget, scan: ScanResult, schema: dict[str, Any] | None
+) -> tuple[str, str | None, OutputTarget | None, ExistingOutput | None]:
+    """OUT's format, its compression, the file records are appended to (for Parquet, the JSONL beside
+    it) and what OUT holds already; an output that cannot be written so is refused here (exit 2)."""
+    output_format = detect_output_format(options.output, options.output_format)
+    compression, records = output_layout(
+        options.output,
+        target,
+        output_format,
+        input_path=options.input,
+        keep_order=options.keep_order,
+        batch=options.batch is not None,
+    )
+    existing = None
+    if target.resumable and not options.overwrite:
+        columns = csv_columns(scan.columns, schema is not None, scan.id_column)
+        existing = await existing_output(options.output, records, output_format, compression, columns)
+    return output_format, compression, records, existing
 
 
 def _load_context(options: RunOptions) -> SharedContext | None:
@@ -376,17 +384,5 @@ async def pending_requests(
                     yield request
                 elif unsent is not None:
                     await unsent(request, Outcome(text=None, error=refused))
-    finally:
-        await source.aclose()
-
-
-async def keys_in_input_order(prepared: Prepared, options: RunOptions) -> AsyncIterator[int]:
-    """The record key of each (row, model) of the job in input order: row, then model (--keep-order)."""
-    source = await open_input(prepared.spec, check_unique_ids=False)
-    try:
-        async for row in source.rows():
-            if options.shard is None or options.shard.owns(row.id):
-                for model in options.models:
-                    yield record_key(row.id, model)
     finally:
         await source.aclose()

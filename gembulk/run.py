@@ -20,7 +20,7 @@ from gembulk.errors import ExitCode, GembulkError, OutputWriteError
 from gembulk.executors import Executor
 from gembulk.modelinfo import PromptSizeCheck, request_checks
 from gembulk.observer import NullObserver, RunObserver
-from gembulk.outputs import Resume, check_output, output_lock, output_target, remove_leftovers
+from gembulk.outputs import Resume, RunOutput, check_output, output_lock, output_target, remove_leftovers
 from gembulk.prepare import Prepared, prepare, request_source
 from gembulk.records import Outcome, PromptRequest
 from gembulk.settings import BatchMode, RunOptions
@@ -104,6 +104,24 @@ def _resume_notice(options: RunOptions, resume: Resume, observer: RunObserver) -
         )
 
 
+async def _save_output(
+    options: RunOptions,
+    prepared: Prepared,
+    resume: Resume,
+    output: RunOutput,
+    observer: RunObserver,
+    interrupted: bool,
+) -> None:
+    """What the run wrote made durable: as it stands when stopped; when completed, OUT created even
+    with no rows, then compacted, sorted or converted as the run asks."""
+    if interrupted:
+        await output.close()
+        return
+    await output.finish()
+    if prepared.target.resumable:
+        await finalize_output(options, prepared, resume, output, observer)
+
+
 async def _execute(
     options: RunOptions,
     prepared: Prepared,
@@ -157,14 +175,9 @@ async def _execute(
             task = asyncio.create_task(runner.run(source, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
-            # Durable before the executor cleans up anything it kept.
-            if interrupted:
-                await output.close()
-            else:
-                await output.finish()  # a completed run always leaves an output, even with no rows
-                if prepared.target.resumable:
-                    await finalize_output(options, prepared, resume, output, observer)
-                await executor.output_saved()
+            await _save_output(options, prepared, resume, output, observer, interrupted)
+            if not interrupted:
+                await executor.output_saved()  # only once OUT is durable: it may delete what it kept
     except* GembulkError as group:
         error = first_error(group)
     finally:

@@ -15,6 +15,7 @@ from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import OutputWriteError
 from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
+from gembulk.inputs import open_input
 from gembulk.media import MediaResolver
 from gembulk.observer import RunObserver
 from gembulk.outputs import (
@@ -27,8 +28,9 @@ from gembulk.outputs import (
     remove_legacy_sidecar,
 )
 from gembulk.outputs.compression import never_empty
+from gembulk.outputs.resume import record_key
 from gembulk.outputs.target import temp_prefix
-from gembulk.prepare import Prepared, keys_in_input_order
+from gembulk.prepare import Prepared
 from gembulk.records import Outcome, PromptRequest, build_record
 from gembulk.retry import RetryEvent
 from gembulk.scheduler import Scheduler
@@ -193,7 +195,7 @@ async def finalize_output(
     try:
         if resume.needs_compaction or sort or compressed:
             plan = CompactionPlan(boundary=output.boundary, current=resume.current)
-            order = keys_in_input_order(prepared, options) if sort else None
+            order = _keys_in_input_order(prepared, options) if sort else None
             await compact(
                 path,
                 prepared.records_format,
@@ -215,6 +217,18 @@ async def finalize_output(
             f"{options.output}: {resume.left_alone} records are not part of this job (rows no longer in the "
             "input, another model or shard); left as they are"
         )
+
+
+async def _keys_in_input_order(prepared: Prepared, options: RunOptions) -> AsyncIterator[int]:
+    """The record key of each (row, model) of the job in input order: row, then model (--keep-order)."""
+    source = await open_input(prepared.spec, check_unique_ids=False)
+    try:
+        async for row in source.rows():
+            if options.shard is None or options.shard.owns(row.id):
+                for model in options.models:
+                    yield record_key(row.id, model)
+    finally:
+        await source.aclose()
 
 
 async def _to_parquet(options: RunOptions, prepared: Prepared, unchanged: bool) -> None:
