@@ -1,5 +1,5 @@
 """Users' habits for outputs, through the CLI against the fake: --keep-order, compressed outputs (.gz, .zst)
-and Parquet, each with SIGKILL and resume."""
+and Parquet, each with SIGKILL and resume, Ctrl-C and a reader that goes away."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def assert_answered(records: list[dict[str, Any]], n: int) -> None:
 # -- --keep-order -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_keep_order_streams_records_in_input_order_past_a_slow_and_a_retried_row(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
@@ -123,6 +124,7 @@ def test_keep_order_with_several_models_is_id_then_model_order(fake: FakeAPI, tm
     assert [(r["id"], r["model"]) for r in records] == [(i, m) for i in in_order(12) for m in MODELS]
 
 
+@pytest.mark.timing
 def test_sigkill_keeps_the_held_records_and_the_rerun_finishes_in_order(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
@@ -151,6 +153,7 @@ def test_sigkill_keeps_the_held_records_and_the_rerun_finishes_in_order(
         assert before[record["text"]] == 1 and record["text"] not in after
 
 
+@pytest.mark.timing
 def test_sigint_writes_the_held_records_and_the_rerun_sorts_the_output(fake: FakeAPI, tmp_path: Path) -> None:
     n = 40
     path = make_input(tmp_path, n, {2: " [[sleep:3]]"})
@@ -172,6 +175,71 @@ def test_sigint_writes_the_held_records_and_the_rerun_sorts_the_output(fake: Fak
     result = run_cli(["run", str(path2), "-t", "{text}", "-o", str(out), "--keep-order"], fake.url)
     assert result.returncode == 0, result.stderr
     assert_answered(read_jsonl(out), n)
+
+
+@pytest.mark.timing
+def test_sigkill_with_keep_order_on_a_gzip_output_folds_the_held_records_in(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    n = 60
+    path = make_input(tmp_path, n, {3: " [[sleep:3]]"})
+    out = tmp_path / "out.jsonl.gz"
+    held = Path(f"{out}.gembulk-held")
+    args = ["run", str(path), "-t", "{text}", "-o", str(out), "-c", "4", "--keep-order"]
+    process = start(args, fake)
+    wait_until(lambda: lines_in(held) >= 20)  # held uncompressed beside the compressed OUT
+    process.kill()
+    process.wait(timeout=10)
+    written = [json.loads(line) for line in decompress(out).splitlines()] if out.exists() else []
+    assert ids(written) == ["r001", "r002"][: len(written)]
+    finished = written + complete_lines(held)
+    before = fake.stats()["by_prompt"]
+
+    fake.reset()
+    path2 = make_input(tmp_path, n, name="in2.csv")  # the same rows, row 3 without its sleep
+    result = run_cli(["run", str(path2), "-t", "{text}", "-o", str(out), "--keep-order"], fake.url)
+    assert result.returncode == 0, result.stderr
+    assert "held back are added" in result.stderr
+    decoder = zlib.decompressobj(31)
+    text = decoder.decompress(out.read_bytes())
+    assert decoder.eof and not decoder.unused_data  # one gzip stream once the run completed
+    assert_answered([json.loads(line) for line in text.splitlines()], n)
+    assert not held.exists()
+    after = fake.stats()["by_prompt"]
+    for record in finished:  # no finished row (written or held) was requested again
+        assert before[record["text"]] == 1 and record["text"] not in after
+
+
+def test_keep_order_on_stdout_to_a_reader_that_goes_away_exits_141(fake: FakeAPI, tmp_path: Path) -> None:
+    fake.configure(latency=0.01)
+    n = 3000
+    rows = "".join(f"line {i}{' [[sleep:0.5]]' if i == 2 else ''}\n" for i in range(1, n + 1))
+    (tmp_path / "big.txt").write_text(rows, encoding="utf-8")
+    command = f"set -o pipefail; {' '.join(gembulk_command())} run big.txt -c 4 --keep-order | head -3"
+    result = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(fake.url),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 141, result.stderr
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["1", "2", "3"]
+    assert "Traceback" not in result.stderr and "error" not in result.stderr
+    assert fake.stats()["generate_requests"] < n  # stopped dispatching once nobody read the records
+
+
+def test_keep_order_with_several_models_through_the_batch_api(fake: FakeAPI, tmp_path: Path) -> None:
+    path = make_input(tmp_path, 7)
+    out = tmp_path / "out.jsonl"
+    models = [arg for model in reversed(MODELS) for arg in ("-m", model)]
+    args = ["run", str(path), "-t", "{text}", *models, "-o", str(out), "--batch", "--keep-order", *POLL]
+    result = run_cli(args, fake.url)
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    assert [(r["id"], r["model"]) for r in records] == [(i, m) for i in in_order(7) for m in reversed(MODELS)]
+    assert all(r["error"] is None and r["mode"] == "batch" for r in records)
 
 
 def test_keep_order_puts_a_resumed_output_in_input_order(fake: FakeAPI, tmp_path: Path) -> None:
@@ -249,6 +317,7 @@ def torn_member(suffix: str) -> bytes:
     return whole[: len(whole) // 2]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("suffix", [".gz", ".zst"])
 def test_a_compressed_output_resumes_after_sigkill_and_a_torn_member(
     fake: FakeAPI, tmp_path: Path, suffix: str
@@ -380,6 +449,7 @@ def test_parquet_has_the_csv_columns_typed_and_nested_values_as_json(fake: FakeA
     assert not Path(f"{out}.gembulk-partial.jsonl").exists()
 
 
+@pytest.mark.timing
 def test_parquet_resumes_after_sigkill_through_its_records_beside_it(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.1)
     n = 50
