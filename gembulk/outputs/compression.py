@@ -10,11 +10,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Protocol
 
-from gembulk.errors import InputError, UsageError
+from gembulk.compressed import SUFFIXES, is_zstandard, zstd_decompressor, zstd_module
+from gembulk.errors import InputError
 
-# The name of a compressed output ends in one of these; what comes before it names the format inside.
-SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
-MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
 # Batches are compressed fast while a run writes them; the rewrite at the end of a run (one stream for
 # the whole file) uses each tool's own default level.
 GZIP_LEVEL, GZIP_FAST = 6, 1
@@ -40,38 +38,10 @@ def without_compression_suffix(path: str) -> str:
     return stem if extension.lower() in SUFFIXES else path
 
 
-def compression_of(head: bytes) -> str | None:
-    """gzip or zstd when a file's first bytes say so."""
-    for name, magic in MAGIC.items():
-        if head.startswith(magic):
-            return name
-    return None
-
-
 def check_available(compression: str | None) -> None:
     """Refuse at the start, with the package to install, a compression this Python cannot write."""
     if compression == "zstd":
-        _zstd()
-
-
-def _zstd() -> Any:
-    """The zstd module: the standard library's (Python 3.14+) or zstandard."""
-    try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
-
-        return zstd
-    except ImportError:
-        pass
-    try:
-        import zstandard
-    except ImportError:
-        raise UsageError(ZSTD_MISSING) from None
-    return zstandard
-
-
-def _is_zstandard(module: Any) -> bool:
-    """zstandard (a decompressobj per frame) rather than the standard library's compression.zstd."""
-    return bool(module.__name__ == "zstandard")
+        zstd_module(ZSTD_MISSING)
 
 
 class _Codec(Protocol):
@@ -84,9 +54,9 @@ def member(compression: str, data: bytes, *, fast: bool = False) -> bytes:
     """`data` as one complete gzip member or zstd frame."""
     if compression == "gzip":
         return gzip.compress(data, GZIP_FAST if fast else GZIP_LEVEL, mtime=0)
-    zstd = _zstd()
+    zstd = zstd_module(ZSTD_MISSING)
     level = ZSTD_FAST if fast else ZSTD_LEVEL
-    if _is_zstandard(zstd):
+    if is_zstandard(zstd):
         compressor = _zstd_compressors.get(level)
         if compressor is None:
             compressor = _zstd_compressors[level] = zstd.ZstdCompressor(level=level)
@@ -110,8 +80,8 @@ def never_empty(path: str, compression: str) -> None:
 def _stream_codec(compression: str) -> _Codec:
     if compression == "gzip":
         return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # type: ignore[return-value]
-    zstd = _zstd()
-    if _is_zstandard(zstd):
+    zstd = zstd_module(ZSTD_MISSING)
+    if is_zstandard(zstd):
         return zstd.ZstdCompressor(level=ZSTD_LEVEL).compressobj()  # type: ignore[no-any-return]
     return zstd.ZstdCompressor(level=ZSTD_LEVEL)  # type: ignore[no-any-return]
 
@@ -134,10 +104,7 @@ class CompressingFile:
 def _decompressor(compression: str) -> Any:
     if compression == "gzip":
         return zlib.decompressobj(31)
-    zstd = _zstd()
-    if _is_zstandard(zstd):
-        return zstd.ZstdDecompressor().decompressobj()
-    return zstd.ZstdDecompressor()
+    return zstd_decompressor(ZSTD_MISSING)
 
 
 def _corrupt(path: str, compression: str, exc: Exception) -> InputError:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import aiofiles
 
+from gembulk.compressed import SUFFIXES, compression_of
 from gembulk.errors import InputError
-from gembulk.outputs.compression import SUFFIXES, complete_end, compression_of, plain_head
+from gembulk.outputs.compression import complete_end, plain_head
 from gembulk.outputs.scanner import Visit, has_content, scan_output, written_as
 from gembulk.outputs.target import held_path
 
