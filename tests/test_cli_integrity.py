@@ -7,6 +7,7 @@ midway, the files at rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -333,6 +334,21 @@ def test_outputs_that_are_not_regular_files_are_written_as_streams(fake: FakeAPI
 # -- 7. local I/O failures are user errors ---------------------------------------------------------
 
 
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str, *, refused: str) -> Iterator[None]:
+    """A real tmpfs mounted on `mount` with `options`, unmounted at the end; the test is skipped (saying
+    `refused` and why) where mount refuses it."""
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"{refused}: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB tmpfs, unmounted at the end."""
@@ -342,15 +358,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         )
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount refused a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(mount, "size=64k", refused="mount refused a tmpfs here"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_stops_the_run_with_exit_3_and_the_rerun_completes(
@@ -386,15 +395,8 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o700)
         return
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip("root ignores permissions and a read-only mount was refused")
-    try:
+    with tmpfs(folder, "ro,size=64k", refused="root ignores permissions and a read-only mount was refused"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_unwritable_outputs_are_refused_before_anything_is_sent(
