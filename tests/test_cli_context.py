@@ -18,7 +18,7 @@ import pytest
 
 from gembulk.pricing import load_prices
 from gembulk.records import Usage
-from tests.cli_support import TEST_KEY, FakeAPI, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
+from tests.cli_support import TEST_KEY, FakeAPI, read_jsonl, run_cli, start_cli, write_csv
 
 FILLER = "Clause: every ticket is read in full before it is classified. "  # 62 characters
 
@@ -135,13 +135,7 @@ def start_context_run(
     out = tmp_path / "out.jsonl"
     before = set(caches(fake))
     args = ["run", str(data), "-t", "{text}", "--context", str(document), "-o", str(out), "-c", "2"]
-    process = subprocess.Popen(
-        [*gembulk_command(), *args],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(args, fake.url)
     try:
         wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= written)
     except BaseException:

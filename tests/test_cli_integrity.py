@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 
 from gembulk.fake import expected_text
-from tests.cli_support import FakeAPI, by_id, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
+from tests.cli_support import (
+    FakeAPI,
+    by_id,
+    cli_env,
+    gembulk_command,
+    read_jsonl,
+    run_cli,
+    start_cli,
+    write_csv,
+)
 
 
 def make_input(tmp_path: Path, n: int, name: str = "in.csv", prefix: str = "row") -> Path:
@@ -63,13 +72,7 @@ def test_an_overlapping_run_exits_4_at_once_and_writes_nothing(fake: FakeAPI, tm
     n = 200  # five seconds at -c 4: the second run starts well within them
     path = make_input(tmp_path, n)
     out = tmp_path / "out.jsonl"
-    first = subprocess.Popen(
-        [*gembulk_command(), *run_args(path, out, "-c", "4")],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_cli(run_args(path, out, "-c", "4"), fake.url)
     try:
         deadline = time.monotonic() + 20
         while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
