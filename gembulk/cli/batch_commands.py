@@ -92,16 +92,12 @@ _OutputOpt = Annotated[
     str | None,
     typer.Option("-o", "--output", help="Output file (default: the OUT the batch was submitted for)."),
 ]
-
-
 _JobOutputOpt = Annotated[
     str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
 ]
 
 
-def _connection(  # type: ignore[no-untyped-def]
-    api_key: str | None, api_key_file: str | None, base_url: str | None
-):
+def _connection(api_key: str | None, api_key_file: str | None, base_url: str | None) -> Connection:
     """How to reach the API; checked before the batch modules (and the SDK with them) are imported."""
     key, url = require_api_key(api_key_of(api_key, api_key_file)), resolve_base_url(base_url)
     from gembulk.batch.commands import Connection
