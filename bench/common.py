@@ -180,14 +180,19 @@ def review_text(rng: random.Random, size: int = 100) -> str:
     return f"{text} (#{rng.randrange(10_000):04d})"[:size]
 
 
-def make_csv(path: Path | str, rows: int, *, text_size: int = 100, seed: int = 7) -> Path:
-    """A CSV of `rows` reviews: columns id, product, prompt (the prompt is ~text_size bytes of review)."""
+def make_csv(
+    path: Path | str, rows: int, *, text_size: int = 100, seed: int = 7, markers: dict[int, str] | None = None
+) -> Path:
+    """A CSV of `rows` reviews: columns id, product, prompt (the prompt is ~text_size bytes of review).
+    `markers` appends a fake prompt marker to some 1-based rows (e.g. " [[sleep:3]]": a slow row)."""
     rng = random.Random(seed)
+    markers = markers or {}
     path = Path(path)
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write("id,product,prompt\n")
         for i in range(1, rows + 1):
-            handle.write(f"r{i:06d},{rng.choice(_PRODUCTS)},{review_text(rng, text_size)}\n")
+            text = review_text(rng, text_size) + markers.get(i, "")
+            handle.write(f"r{i:06d},{rng.choice(_PRODUCTS)},{text}\n")
     return path
 
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from gembulk import stdstreams
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, identity
@@ -29,13 +29,12 @@ from gembulk.outputs import (
     OutputKind,
     OutputTarget,
     Resume,
-    check_csv_header,
     check_output,
     csv_columns,
     detect_output_format,
-    load_existing,
     output_target,
 )
+from gembulk.outputs.layout import existing_output, output_layout
 from gembulk.outputs.target import temp_prefix
 from gembulk.pricing import PriceTable, load_prices
 from gembulk.prompts import Template, prompt_template
@@ -68,6 +67,18 @@ class Prepared:
     attach: AttachSpec | None = None  # --attach columns, and the folder local paths are confined to
     warnings: tuple[str, ...] = ()  # said once at the start (and by --dry-run)
     context: SharedContext | None = None  # --context / --context-text, read and checked
+    compression: str | None = None  # gzip or zstd: OUT's name ends in .gz or .zst
+    # Where the records are appended: OUT itself, or for a Parquet OUT the JSONL beside it (converted at
+    # the end of the run that completes).
+    records: OutputTarget | None = None
+
+    @property
+    def records_target(self) -> OutputTarget:
+        return self.records or self.target
+
+    @property
+    def records_format(self) -> str:
+        return "jsonl" if self.output_format == "parquet" else self.output_format
 
 
 async def prepare(options: RunOptions) -> Prepared:
@@ -111,9 +122,8 @@ async def prepare(options: RunOptions) -> Prepared:
             attach = _attach_spec(options, staged.stream)
             check_columns(attach, scan.columns, fmt, spec.name)
             await _check_attachments(spec, attach, options)
-        output_format = detect_output_format(options.output, options.output_format)
+        output_format, compression, records, existing = await _output_plan(options, target, scan, schema)
         context = _load_context(options)
-        existing = await _existing_output(options, target, output_format, scan, schema is not None)
         rows = await _count_shard(spec, options.shard) if options.shard else scan.row_count
         total = rows * len(options.models)
     except BaseException:
@@ -137,7 +147,30 @@ async def prepare(options: RunOptions) -> Prepared:
         attach,
         warnings,
         context,
+        compression,
+        records,
     )
+
+
+async def _output_plan(
+    options: RunOptions, target: OutputTarget, scan: ScanResult, schema: dict[str, Any] | None
+) -> tuple[str, str | None, OutputTarget | None, ExistingOutput | None]:
+    """OUT's format, its compression, the file records are appended to (for Parquet, the JSONL beside
+    it) and what OUT holds already; an output that cannot be written so is refused here (exit 2)."""
+    output_format = detect_output_format(options.output, options.output_format)
+    compression, records = output_layout(
+        options.output,
+        target,
+        output_format,
+        input_path=options.input,
+        keep_order=options.keep_order,
+        batch=options.batch is not None,
+    )
+    existing = None
+    if target.resumable and not options.overwrite:
+        columns = csv_columns(scan.columns, schema is not None, scan.id_column)
+        existing = await existing_output(options.output, records, output_format, compression, columns)
+    return output_format, compression, records, existing
 
 
 def _load_context(options: RunOptions) -> SharedContext | None:
@@ -237,25 +270,17 @@ def _load_schema(path: str | None) -> dict[str, Any] | None:
     return schema
 
 
-async def _existing_output(
-    options: RunOptions, target: OutputTarget, output_format: str, scan: ScanResult, with_parsed: bool
-) -> ExistingOutput | None:
-    if not target.resumable:
-        return None
-    output = options.output
-    if options.input != "-" and os.path.exists(output) and os.path.samefile(output, options.input):
-        raise UsageError(f"-o {output} is the input file; choose another output path")
-    if options.overwrite or not os.path.exists(output):
-        return None
-    existing = await load_existing(output, output_format)
-    if existing is not None and output_format == "csv":
-        check_csv_header(output, existing.header, csv_columns(scan.columns, with_parsed, scan.id_column))
-    return existing
-
-
 # Why a request must not be sent (PROMPT_TOO_LONG), or None when it may. A pure function of the request:
 # every pass over the requests (the batch executor takes several, across processes) must agree.
 RequestCheck = Callable[[PromptRequest], RowError | None]
+
+
+class Gate(Protocol):
+    """Whether the request numbered `seq` may be handed out now (--keep-order's buffer has room)."""
+
+    def admits(self, seq: int) -> bool: ...
+
+    async def wait(self, seq: int) -> None: ...
 
 
 def request_source(
@@ -265,10 +290,12 @@ def request_source(
     stats: RunStats,
     unsent: Emit | None = None,
     check: RequestCheck | None = None,
+    gate: Gate | None = None,
 ) -> RequestSource:
     """Fresh passes over the requests still to send. The first pass counts the rows already done as
     skipped and hands the requests that cannot be sent (MISSING_VALUE, EMPTY_PROMPT, and whatever
-    `check` refuses) to `unsent`; later passes leave both out. No executor ever sees those."""
+    `check` refuses) to `unsent`; later passes leave both out. No executor ever sees those. Every pass
+    numbers the requests alike (`seq`), and with a `gate` waits before handing one out until it admits it."""
     passes = 0
 
     def source() -> AsyncIterator[PromptRequest]:
@@ -276,7 +303,7 @@ def request_source(
         passes += 1
         first = passes == 1
         return pending_requests(
-            prepared, options, resume, stats if first else None, unsent if first else None, check
+            prepared, options, resume, stats if first else None, unsent if first else None, check, gate
         )
 
     return source
@@ -308,13 +335,16 @@ async def pending_requests(
     stats: RunStats | None,
     unsent: Emit | None = None,
     check: RequestCheck | None = None,
+    gate: Gate | None = None,
 ) -> AsyncIterator[PromptRequest]:
     """The requests to send, in input order: each row on each model, with the digest of its canonical
-    request; a request whose fingerprint a success record of its (id, model) carries is skipped."""
+    request; a request whose fingerprint a success record of its (id, model) carries is skipped. Each
+    request that gets a record in this run (sent, or failed unsent) is numbered in that order."""
     counting = stats is not None
     context = prepared.context.sha256 if prepared.context is not None else None
     digests = {model: RequestDigests(prepared.settings, model, context) for model in options.models}
     template = prepared.template
+    seq = -1
     # _prepare's scan refused repeated ids already: this pass need not hold every id again.
     source = await open_input(prepared.spec, check_unique_ids=False)
     try:
@@ -327,9 +357,13 @@ async def pending_requests(
             problem = problem or unsendable(template, row, prompt, attachments)
             if problem is not None:
                 for model in options.models:
+                    seq += 1
+                    if gate is not None and not gate.admits(seq):
+                        await gate.wait(seq)
                     resume.sending(row.id, model, counting=counting)
                     if unsent is not None:
-                        await unsent(PromptRequest(row, prompt, model), Outcome(text=None, error=problem))
+                        failed = PromptRequest(row, prompt, model, seq=seq)
+                        await unsent(failed, Outcome(text=None, error=problem))
                 continue
             identities: Sequence[str] = ()
             if attachments:  # a local file is identified by its content: hashed off the event loop
@@ -340,8 +374,11 @@ async def pending_requests(
                     if stats is not None:
                         stats.skipped += 1
                     continue
+                seq += 1
+                if gate is not None and not gate.admits(seq):
+                    await gate.wait(seq)
                 resume.sending(row.id, model, counting=counting)
-                request = PromptRequest(row, prompt, model, attachments, request_key=key)
+                request = PromptRequest(row, prompt, model, attachments, request_key=key, seq=seq)
                 refused = check(request) if check is not None else None
                 if refused is None:
                     yield request

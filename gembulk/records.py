@@ -67,6 +67,9 @@ class PromptRequest:
     attachments: tuple[Attachment, ...] = ()
     media: tuple[MediaPart, ...] = ()
     request_key: str | None = None
+    # Its place among the records this run writes (the request pass numbers them in input order, row
+    # then model): --keep-order writes records in this order. -1: not numbered.
+    seq: int = -1
 
     @property
     def id(self) -> str:

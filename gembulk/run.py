@@ -20,7 +20,7 @@ from gembulk.errors import ExitCode, GembulkError, OutputWriteError
 from gembulk.executors import Executor
 from gembulk.modelinfo import PromptSizeCheck, request_checks
 from gembulk.observer import NullObserver, RunObserver
-from gembulk.outputs import Resume, check_output, output_lock, output_target, remove_leftovers
+from gembulk.outputs import Resume, RunOutput, check_output, output_lock, output_target, remove_leftovers
 from gembulk.prepare import Prepared, prepare, request_source
 from gembulk.records import Outcome, PromptRequest
 from gembulk.settings import BatchMode, RunOptions
@@ -93,11 +93,33 @@ def _resume_notice(options: RunOptions, resume: Resume, observer: RunObserver) -
         return
     if existing.torn:
         observer.message(f"{options.output}: a torn last record left by an interrupted run is dropped")
+    if existing.held is not None:
+        observer.message(
+            f"{options.output}: the records an interrupted --keep-order run held back are added to it"
+        )
     if existing.records:
         observer.message(
             f"resuming {options.output} ({existing.records} records): rows whose request already has a "
             "success record are not sent again"
         )
+
+
+async def _save_output(
+    options: RunOptions,
+    prepared: Prepared,
+    resume: Resume,
+    output: RunOutput,
+    observer: RunObserver,
+    interrupted: bool,
+) -> None:
+    """What the run wrote made durable: as it stands when stopped; when completed, OUT created even
+    with no rows, then compacted, sorted or converted as the run asks."""
+    if interrupted:
+        await output.close()
+        return
+    await output.finish()
+    if prepared.target.resumable:
+        await finalize_output(options, prepared, resume, output, observer)
 
 
 async def _execute(
@@ -142,23 +164,20 @@ async def _execute(
                 options, prepared.context, per_model, client, prepared.prices, stats, observer
             ) as context,
         ):
-            executor = make_executor(options, prepared, client, stats, observer, media, context)
+            order = output.reorder  # --keep-order online: the request pass waits for room in it
+            on_stop = order.open if order is not None else None
+            executor = make_executor(options, prepared, client, stats, observer, media, context, on_stop)
             runner = with_cache(executor, options, client, stats, prepared)
             # Rows that cannot be sent (a missing value, an empty or clearly too long prompt, the shared
             # context included) fail unsent.
             check = sized_for_context(check, prepared.context)
-            source = request_source(prepared, options, resume, stats, unsent=emit, check=check)
+            source = request_source(prepared, options, resume, stats, unsent=emit, check=check, gate=order)
             task = asyncio.create_task(runner.run(source, emit))
             with stop.installed():
                 interrupted = await wait_or_stop(task, stop, runner, options.grace_period, observer)
-            # Durable before the executor cleans up anything it kept.
-            if interrupted:
-                await output.close()
-            else:
-                await output.finish()  # a completed run always leaves an output, even with no rows
-                if prepared.target.resumable:
-                    await finalize_output(options, prepared, resume, output, observer)
-                await executor.output_saved()
+            await _save_output(options, prepared, resume, output, observer, interrupted)
+            if not interrupted:
+                await executor.output_saved()  # only once OUT is durable: it may delete what it kept
     except* GembulkError as group:
         error = first_error(group)
     finally:

@@ -30,6 +30,9 @@ DEFAULT_BATCH_MAX_ROWS = 50_000
 DEFAULT_BATCH_MAX_BYTES = 1_900_000_000
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_POLL_MAX_INTERVAL = 30.0
+# --keep-order: records held at most while a slower row is outstanding. At ~2,000 rows/s that is 5 s of
+# a slow row before dispatch waits for it, for about 10,000 records' worth of memory (~5 MB at 500 bytes).
+DEFAULT_ORDER_BUFFER = 10_000
 
 
 class ProgressMode(enum.StrEnum):
@@ -166,6 +169,8 @@ class RunOptions:
     context_files: tuple[str, ...] = ()  # --context: files whose content goes before every row's prompt
     context_text: str | None = None  # --context-text: text that goes before every row's prompt
     context_cache: ContextCache = ContextCache.AUTO  # --context-cache
+    keep_order: bool = False  # --keep-order: records in input order (row, then model)
+    order_buffer: int = DEFAULT_ORDER_BUFFER  # --order-buffer: records held at most for --keep-order
 
     @property
     def has_context(self) -> bool:

@@ -3,8 +3,11 @@ output opened when needed, and the recorder that writes and counts each outcome.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+import os
+from collections.abc import AsyncIterator, Callable
 
 from gembulk.budget import Budget
 from gembulk.client import GeminiClient
@@ -12,9 +15,20 @@ from gembulk.context.runtime import ContextRuntime
 from gembulk.errors import OutputWriteError
 from gembulk.executors import Emit, Executor
 from gembulk.executors.online import OnlineExecutor
+from gembulk.inputs import open_input
 from gembulk.media import MediaResolver
 from gembulk.observer import RunObserver
-from gembulk.outputs import CompactionPlan, Resume, RunOutput, compact, encoder_for, remove_legacy_sidecar
+from gembulk.outputs import (
+    CompactionPlan,
+    Resume,
+    RunOutput,
+    compact,
+    csv_columns,
+    encoder_for,
+    remove_legacy_sidecar,
+)
+from gembulk.outputs.compression import never_empty
+from gembulk.outputs.resume import record_key
 from gembulk.outputs.target import temp_prefix
 from gembulk.prepare import Prepared
 from gembulk.records import Outcome, PromptRequest, build_record
@@ -29,14 +43,30 @@ from gembulk.stats import RunStats
 
 def output_for(options: RunOptions, prepared: Prepared) -> RunOutput:
     """OUT as this run writes it, opened at the first record: a run that stops before it (bad input found
-    late, a refused model, `batch fetch` before the jobs are done) leaves OUT as it was."""
+    late, a refused model, `batch fetch` before the jobs are done) leaves OUT as it was. --keep-order
+    streams records in order online; a batch run (and a Parquet OUT) is put in order at the end."""
     encoder = encoder_for(
-        prepared.output_format,
+        prepared.records_format,
         prepared.scan.columns,
         with_parsed=prepared.schema is not None,
         id_column=prepared.scan.id_column,
+        compression=prepared.compression,
     )
-    return RunOutput(prepared.target, encoder, prepared.existing, overwrite=options.overwrite)
+    streamed = options.keep_order and options.batch is None and prepared.output_format != "parquet"
+    seed = None
+    records = prepared.records_target.path
+    if prepared.output_format == "parquet" and os.path.exists(options.output) and not os.path.exists(records):
+        from gembulk.outputs.parquet import write_records
+
+        seed = functools.partial(write_records, options.output)
+    return RunOutput(
+        prepared.records_target,
+        encoder,
+        prepared.existing,
+        overwrite=options.overwrite,
+        keep_order=options.order_buffer if streamed else 0,
+        seed=seed,
+    )
 
 
 def client_for(options: RunOptions, prepared: Prepared) -> GeminiClient:
@@ -93,12 +123,16 @@ def make_executor(
     observer: RunObserver,
     media: MediaResolver | None = None,
     context: ContextRuntime | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> Executor:
-    """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch)."""
+    """The executor behind the seam: online, or the Batch API with `--batch` (and batch wait|fetch).
+    `on_stop` is told when the online executor stops dispatching (--keep-order's wait must end)."""
 
     def online(budget: Budget | None = None) -> OnlineExecutor:
         scheduler = Scheduler(options.limits, stats)
-        return OnlineExecutor(client, scheduler, options.retry, stats, budget, media=media, context=context)
+        return OnlineExecutor(
+            client, scheduler, options.retry, stats, budget, media=media, context=context, on_stop=on_stop
+        )
 
     if options.batch is None and options.max_cost is not None:
         budget = Budget(
@@ -151,21 +185,63 @@ def with_cache(
 async def finalize_output(
     options: RunOptions, prepared: Prepared, resume: Resume, output: RunOutput, observer: RunObserver
 ) -> None:
-    """A completed run on a file: one record per (id, model), the job file of earlier versions gone."""
-    path = options.output
+    """A completed run on a file: one record per (id, model) (in input order with --keep-order; a
+    compressed OUT as one stream; a Parquet OUT converted from its records), the job file of earlier
+    versions gone."""
+    path = prepared.records_target.path
     resume.release()
-    if resume.needs_compaction:
-        plan = CompactionPlan(boundary=output.boundary, current=resume.current)
-        try:
-            await compact(path, prepared.output_format, plan)
-        except OSError as exc:
-            raise OutputWriteError(path, exc) from exc
-    remove_legacy_sidecar(path)
+    sort = options.keep_order and not output.in_order
+    compressed = prepared.compression is not None and output.written > 0
+    try:
+        if resume.needs_compaction or sort or compressed:
+            plan = CompactionPlan(boundary=output.boundary, current=resume.current)
+            order = _keys_in_input_order(prepared, options) if sort else None
+            await compact(
+                path,
+                prepared.records_format,
+                plan,
+                compression=prepared.compression,
+                order=order,
+                rewrite=compressed,
+            )
+        if prepared.compression is not None:
+            await asyncio.to_thread(never_empty, path, prepared.compression)
+        if prepared.output_format == "parquet":
+            unchanged = output.seeded and not (output.written or resume.needs_compaction or sort)
+            await _to_parquet(options, prepared, unchanged)
+    except OSError as exc:
+        raise OutputWriteError(options.output, exc) from exc
+    remove_legacy_sidecar(options.output)
     if resume.left_alone:
         observer.message(
-            f"{path}: {resume.left_alone} records are not part of this job (rows no longer in the input, "
-            "another model or shard); left as they are"
+            f"{options.output}: {resume.left_alone} records are not part of this job (rows no longer in the "
+            "input, another model or shard); left as they are"
         )
+
+
+async def _keys_in_input_order(prepared: Prepared, options: RunOptions) -> AsyncIterator[int]:
+    """The record key of each (row, model) of the job in input order: row, then model (--keep-order)."""
+    source = await open_input(prepared.spec, check_unique_ids=False)
+    try:
+        async for row in source.rows():
+            if options.shard is None or options.shard.owns(row.id):
+                for model in options.models:
+                    yield record_key(row.id, model)
+    finally:
+        await source.aclose()
+
+
+async def _to_parquet(options: RunOptions, prepared: Prepared, unchanged: bool) -> None:
+    """The records (JSONL beside OUT) converted into OUT, then deleted: OUT holds them all durably.
+    `unchanged`: they are a copy of OUT's, nothing to convert."""
+    from gembulk.outputs.parquet import convert
+
+    records = prepared.records_target.path
+    columns = csv_columns(prepared.scan.columns, prepared.schema is not None, prepared.scan.id_column)
+    if not unchanged:
+        await asyncio.to_thread(convert, records, options.output, columns)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(records)
 
 
 def recorder(output: RunOutput, prepared: Prepared, stats: RunStats, default_mode: str | None) -> Emit:
@@ -184,7 +260,7 @@ def recorder(output: RunOutput, prepared: Prepared, stats: RunStats, default_mod
             fingerprint=request.fingerprint,
             id_column=id_column,
         )
-        await output.write(built)
+        await output.write(built, request.seq)
         stats.add_usage(outcome.usage)
         if not outcome.extra.get("cached"):  # an answer from the cache costs nothing
             batch = mode == "batch"

@@ -286,7 +286,11 @@ def test_api_key_never_appears_in_any_output(fake: FakeAPI, tmp_path: Path) -> N
         run_cli(
             ["run", str(path), "-t", "{text}", "-o", str(out), "--max-attempts", "2", "--debug"], fake.url
         ),
-        run_cli(["run", str(path), "-t", "{text}", "--debug"], fake.url, GEMINI_API_KEY=TEST_KEY + "x"),
+        run_cli(
+            ["run", str(path), "-t", "{text}", "--max-attempts", "2", "--debug"],
+            fake.url,
+            GEMINI_API_KEY=TEST_KEY + "x",
+        ),
         run_cli(["run", str(path), "-t", "{nope}", "--debug"], fake.url),
     ]
     for result in runs:

@@ -153,6 +153,12 @@ def test_compressed_window_announces_the_per_minute_equivalent() -> None:
     assert day["details"][1]["violations"][0]["quotaValue"] == "1000"
 
 
+def test_a_window_longer_than_a_minute_never_announces_a_zero_quota() -> None:
+    # 1 request per 180 s is a third of one per minute: "0" would mean "no quota at all".
+    body = quota_error([Violation("rpm", 1, 100.0, 180.0)], "gemini-2.5-flash")["error"]
+    assert body["details"][1]["violations"][0]["quotaValue"] == "1"
+
+
 def test_quotas_are_per_project(clock: Clock) -> None:
     tracker = QuotaTracker(clock)
     limits = Limits(rpm=1)

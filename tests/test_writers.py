@@ -27,7 +27,7 @@ from gembulk.outputs import (
     load_existing,
     open_writer,
     record_to_csv_row,
-    resume,
+    scanner,
     sinks,
 )
 from gembulk.outputs.resume import record_key
@@ -624,7 +624,7 @@ async def test_load_existing_csv_foreign_header(tmp_path: Path) -> None:
     ],
 )
 def test_written_as_tells_the_format_from_the_first_bytes(head: bytes, expected: str | None) -> None:
-    assert resume.written_as(head) == expected
+    assert scanner.written_as(head) == expected
 
 
 async def test_load_existing_in_the_other_format_names_the_format_and_touches_nothing(tmp_path: Path) -> None:
@@ -744,7 +744,7 @@ async def test_compact_keeps_file_mode(tmp_path: Path) -> None:
 
 
 async def test_large_output_resume_and_compact(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(resume, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
+    monkeypatch.setattr(scanner, "CHUNK_SIZE", 4096)  # many chunk boundaries, lines split across them
     path = tmp_path / "out.jsonl"
     records = [
         failed(str(i)) if i % 10 == 0 else ok(str(i), "r" * (i % 97), fingerprint=f"f{i}")

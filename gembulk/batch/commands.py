@@ -15,10 +15,11 @@ from gembulk.batch import state as batch_state
 from gembulk.batch.jobs import BatchService, JobStatus, PollSettings, format_duration, poll
 from gembulk.batch.results import DUPLICATE, from_line, index_results, not_answered, read_line
 from gembulk.client import GeminiClient, GenerationSettings
-from gembulk.errors import ExitCode
+from gembulk.errors import ExitCode, UsageError
 from gembulk.filemodes import new_output_file
 from gembulk.observer import RunObserver
 from gembulk.outputs import detect_output_format, open_writer, output_lock, remove_leftovers
+from gembulk.outputs.compression import check_available, output_compression
 from gembulk.outputs.target import TEMP_SUFFIX, temp_prefix
 from gembulk.records import InputRow, Outcome, build_record
 from gembulk.retry import RetryPolicy
@@ -155,6 +156,9 @@ async def fetch_bare(
     OUT is written to a temporary file and renamed, so running it again rewrites the same file.
     """
     stats = RunStats()
+    if detect_output_format(output, None) == "parquet":
+        raise UsageError(f"-o {output}: a job fetched without its state file is written as JSONL or CSV")
+    check_available(output_compression(output))
     with output_lock(output):  # one gembulk at a time writes OUT
         remove_leftovers(output)
         async with _service(connection) as service:
@@ -193,7 +197,9 @@ async def _write_bare(results: str, output: str, model: str, stats: RunStats) ->
     # Renamed over OUT: created with the umask's mode (or OUT's own), as the online writer's OUT is.
     temp = new_output_file(directory, f".{os.path.basename(output)}.", ".gembulk-tmp", like=output)
     try:
-        writer = await open_writer(temp, fmt, (), with_parsed=False, append=False)
+        writer = await open_writer(
+            temp, fmt, (), with_parsed=False, append=False, compression=output_compression(output)
+        )
         handle: IO[bytes]
         with open(results, "rb") as handle:  # noqa: ASYNC230 - a local file, read one short line at a time
             try:

@@ -15,6 +15,7 @@ from gembulk.client import GeminiClient, GenerationSettings
 from gembulk.errors import ExitCode, GembulkError, StateFileError
 from gembulk.observer import RunObserver
 from gembulk.outputs import count_outcomes, detect_output_format
+from gembulk.outputs.compression import output_compression
 from gembulk.prepare import Prepared
 from gembulk.records import CallFailed
 from gembulk.retry import RetryPolicy
@@ -93,6 +94,7 @@ def new_state(options: RunOptions, prepared: Prepared) -> BatchState:
         fallback_online=options.batch.fallback_online,
         keep_files=options.batch.keep_files,
         context=_context_of(options),
+        keep_order=options.keep_order,
         submitted=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
 
@@ -195,6 +197,7 @@ def options_from_state(
         context_text=state.context.get("text"),
         context_cache=ContextCache(state.context.get("cache") or ContextCache.AUTO),
         downloads=int(online.get("downloads") or online["concurrency"]),
+        keep_order=state.keep_order,
         api_key=how.api_key,
         base_url=how.base_url,
         progress=how.progress,
@@ -219,7 +222,8 @@ async def already_fetched(
             "does not exist",
             hint="the results were fetched once; run the job again to get them anew",
         )
-    ok, failed = await count_outcomes(output, detect_output_format(output, options.output_format))
+    fmt = detect_output_format(output, options.output_format)
+    ok, failed = await count_outcomes(output, fmt, output_compression(output))
     stats = RunStats(total=state.rows, ok=ok, failed=failed)
     observer.message(f"already fetched into {output}: {ok} ok, {failed} failed")
     assert options.batch is not None

@@ -97,6 +97,7 @@ class BatchState:
     # (model -> {"name", "tokens", "since"}: the cachedContents its lines name, deleted after the fetch,
     # which then sets "caches_deleted")
     context: dict[str, Any] = field(default_factory=dict)
+    keep_order: bool = False  # --keep-order of the run: the fetch puts OUT in input order
     delimiter: str | None = None  # --delimiter of the run (None: the format's own, or told from the header)
     version: int = field(default=VERSION)
 

@@ -2,6 +2,7 @@
 
 app             the `gembulk` command: subcommands put together, failures reported, main()
 run_command     `gembulk run`: its options, panel by panel
+run_help        the words of `gembulk run --help`: panels, examples, the longer option texts
 run_options     those options checked and resolved into RunOptions (no Typer: testable alone)
 batch_commands  `gembulk batch status|cancel|list|wait|fetch`
 fake_command    `gembulk fake-server`

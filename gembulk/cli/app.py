@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gembulk.cli import batch_commands, fake_command, run_command
+from gembulk.cli import batch_commands, fake_command, run_command, run_help
 from gembulk.cli.common import EXIT_CODES_HELP, debugging, print_error
 from gembulk.cli.help import PanelledCommand
 from gembulk.errors import ExitCode, GembulkError
@@ -36,7 +36,7 @@ app = typer.Typer(
     help="Bulk prompt processor for the Gemini API: one result record per input row.\n" + EXIT_CODES_HELP,
     epilog=EXAMPLES,
 )
-app.command("run", cls=PanelledCommand, help=run_command.HELP, epilog=run_command.EXAMPLES)(run_command.run)
+app.command("run", cls=PanelledCommand, help=run_help.HELP, epilog=run_help.EXAMPLES)(run_command.run)
 app.command("fake-server", help=fake_command.HELP)(fake_command.fake_server)
 app.add_typer(batch_commands.batch_app, name="batch")
 

@@ -6,11 +6,29 @@ from typing import Annotated
 
 import typer
 
-from gembulk.cli.common import API_KEY_FILE_HELP, API_KEY_HELP, EXIT_CODES_HELP, print_error, setup_logging
+from gembulk.cli.common import API_KEY_FILE_HELP, API_KEY_HELP, print_error, setup_logging
+from gembulk.cli.run_help import (
+    BATCH,
+    CACHE,
+    CONNECTION,
+    CONTEXT,
+    COST,
+    INPUT,
+    KEEP_ORDER_HELP,
+    MEDIA,
+    MODEL,
+    ORDER_BUFFER_HELP,
+    OUTPUT,
+    OUTPUT_FORMAT_HELP,
+    OUTPUT_HELP,
+    PROMPT,
+    SPEED,
+)
 from gembulk.settings import (
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
+    DEFAULT_ORDER_BUFFER,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -19,42 +37,6 @@ from gembulk.settings import (
     ProgressMode,
 )
 from gembulk.startup import long_lived_objects
-
-HELP = "Run every row of INPUT (a file or - for stdin) through the model.\n" + EXIT_CODES_HELP
-
-# "\b" keeps a paragraph's lines as written (click rewraps every other paragraph).
-EXAMPLES = """\
-Examples:
-
-\b
-  # every row through the default model; after a crash or Ctrl-C,
-  # the same command again finishes the rest
-  gembulk run reviews.csv -t "Summarize: {text}" -o summaries.jsonl
-  # a pipe in, records out on stdout, one JSON line each
-  cat prompts.txt | gembulk run - --input-format txt | jq -r .response
-  # under 150 requests a minute, stopping before $20 is spent
-  gembulk run questions.jsonl -m gemini-2.5-pro --rpm 150 --max-cost 20
-  # check input, template and schema, show the first prompts, send nothing
-  gembulk run items.csv -t "Label: {title}" --json-schema s.json --dry-run
-  # one long document shared by every row, cached once when that pays
-  gembulk run tickets.csv -t "Classify: {text}" --context policy.pdf
-  # each row's image (a path, an http(s) URL or a files/ name) sent along
-  gembulk run photos.csv -t "Describe {caption}." --attach photo -o d.jsonl
-  # the Batch API at half the price; later: gembulk batch fetch out.jsonl
-  gembulk run big.csv -t "{question}" -o out.jsonl --batch --detach
-"""
-
-INPUT = "Input"
-PROMPT = "Prompt"
-MODEL = "Model and request"
-SPEED = "Speed and quota"
-OUTPUT = "Output"
-BATCH = "Batch API"
-MEDIA = "Media"
-CONTEXT = "Shared context"
-COST = "Cost"
-CACHE = "Cache and sharding"
-CONNECTION = "Connection and debug"
 
 
 def _opt(*names: str, panel: str, help: str | None = None, **extra: object) -> typer.models.OptionInfo:
@@ -137,10 +119,10 @@ MaxRetryTimeOpt = Annotated[
     float, _opt("--max-retry-time", panel=SPEED, help="Give up retrying a row after this many seconds.")
 ]
 
-OutputOpt = Annotated[
-    str, _opt("-o", "--output", panel=OUTPUT, help="Output file (resumable) or - for stdout.")
-]
-OutputFormatOpt = Annotated[str | None, _opt("--output-format", panel=OUTPUT, help="jsonl or csv.")]
+OutputOpt = Annotated[str, _opt("-o", "--output", panel=OUTPUT, help=OUTPUT_HELP)]
+OutputFormatOpt = Annotated[str | None, _opt("--output-format", panel=OUTPUT, help=OUTPUT_FORMAT_HELP)]
+KeepOrderOpt = Annotated[bool, _opt("--keep-order", panel=OUTPUT, help=KEEP_ORDER_HELP)]
+OrderBufferOpt = Annotated[int, _opt("--order-buffer", panel=OUTPUT, metavar="N", help=ORDER_BUFFER_HELP)]
 OverwriteOpt = Annotated[
     bool, _opt("--overwrite", panel=OUTPUT, help="Replace an existing output instead of resuming it.")
 ]
@@ -352,6 +334,8 @@ def run(
     max_retry_time: MaxRetryTimeOpt = 600.0,
     output: OutputOpt = "-",
     output_format: OutputFormatOpt = None,
+    keep_order: KeepOrderOpt = False,
+    order_buffer: OrderBufferOpt = DEFAULT_ORDER_BUFFER,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = ProgressMode.AUTO,
     quiet: QuietOpt = False,

@@ -13,6 +13,7 @@ from gembulk.settings import (
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
+    DEFAULT_ORDER_BUFFER,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_POLL_MAX_INTERVAL,
     DEFAULT_TIMEOUT,
@@ -45,6 +46,8 @@ class RunArgs:
     input_format: str | None = None
     delimiter: str | None = None
     output_format: str | None = None
+    keep_order: bool = False
+    order_buffer: int = DEFAULT_ORDER_BUFFER
     model: list[str] | None = None
     system: str | None = None
     temperature: float | None = None
@@ -99,8 +102,11 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         ("--timeout", args.timeout),
         ("--max-cost", args.max_cost),
         ("--downloads", args.downloads),
+        ("--order-buffer", args.order_buffer),
     ):
         check_positive(flag, value)
+    if args.order_buffer != DEFAULT_ORDER_BUFFER and not args.keep_order:
+        raise UsageError("--order-buffer works only with --keep-order")
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))  # repeated -m: duplicates dropped, in order
     check_request_settings(models, args.temperature, args.max_output_tokens)
     context_files = _context_files(args)
@@ -114,6 +120,8 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
         input_format=args.input_format,
         delimiter=_delimiter(args.delimiter),
         output_format=args.output_format,
+        keep_order=args.keep_order,
+        order_buffer=args.order_buffer,
         template=args.template,
         template_file=args.template_file,
         prompt_column=args.prompt_column,

@@ -93,7 +93,8 @@ def _load_file(name: str, hold_below: int) -> ContextItem:
     path = os.path.realpath(name)
     mime = media_type(name) or media_type(path)
     if not os.path.isfile(path):
-        raise InputError(f"--context {name}: no such file")
+        what = "not a regular file" if os.path.exists(path) else "no such file"
+        raise InputError(f"--context {name}: {what}")
     if mime is None:
         raise InputError(
             f"--context {name}: cannot tell its media type from the extension",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from gembulk.budget import Budget
@@ -54,8 +54,10 @@ class OnlineExecutor:
         budget: Budget | None = None,
         media: MediaResolver | None = None,
         context: ContextRuntime | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_stop = on_stop  # told when dispatching stops: a request pass waiting for room goes on
         self._context = context  # --context: what each request carries for the shared context
         self._scheduler = scheduler
         self._policy = policy
@@ -69,6 +71,8 @@ class OnlineExecutor:
 
     def stop_dispatching(self) -> None:
         self._stopping.set()
+        if self._on_stop is not None:
+            self._on_stop()
 
     async def output_saved(self) -> None:
         pass  # nothing kept anywhere but in the output

@@ -58,9 +58,11 @@ class Violation:
 
         Under time compression (a window shorter than the real one) the enforced count per window is
         scaled to the nominal period, so "20 per 1 s window" is announced as quotaValue 1200 (per minute).
+        Never 0, which on the real API means no quota at all: a window longer than the nominal period
+        announces at least 1.
         """
         nominal = 86400.0 if self.kind == "rpd" else 60.0
-        return round(self.limit * nominal / self.period)
+        return max(1, round(self.limit * nominal / self.period))
 
 
 @dataclass(slots=True)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Any, Protocol
+from typing import Protocol
 
-from gembulk.errors import InputError, UsageError
+from gembulk.compressed import zstd_decompressor
+from gembulk.errors import InputError
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
-MAGIC_SIZE = 4  # bytes needed to tell every format above
-
-# The name of a compressed input ends in one of these; what comes before it names the format inside.
-SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+MAGIC_SIZE = 4  # bytes needed to tell gzip, zstd and Parquet apart
 
 # Compressed bytes fed to the zstandard decompressor per call: its output is not bounded, and a zstd
 # frame can expand 32,000-fold, so small bites keep one call's output (and memory) in the megabytes.
@@ -28,15 +24,6 @@ ZSTD_MISSING = (
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
-
-
-def compression_of(head: bytes) -> str | None:
-    """gzip or zstd when the first bytes say so, else None (the bytes are read as they are)."""
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    return None
 
 
 def decompressing(compression: str, raw: Readable, name: str) -> Readable:
@@ -62,21 +49,6 @@ class _GzipReader:
             raise InputError(f"{self._name}: corrupt gzip data ({exc})") from None
 
 
-def _zstd_decompressor() -> Any:
-    """A fresh decompressor for one zstd frame: the standard library's (3.14+) or zstandard's."""
-    try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
-
-        return zstd.ZstdDecompressor()
-    except ImportError:
-        pass
-    try:
-        import zstandard
-    except ImportError:
-        raise UsageError(ZSTD_MISSING) from None
-    return zstandard.ZstdDecompressor().decompressobj()
-
-
 class _ZstdReader:
     """zstd frames one after another; a stream that stops inside a frame is an error, not a short input
     (zstandard's own stream reader ends silently there, which would drop rows without a word)."""
@@ -84,7 +56,7 @@ class _ZstdReader:
     def __init__(self, raw: Readable, name: str) -> None:
         self._raw = raw
         self._name = name
-        self._decoder = _zstd_decompressor()
+        self._decoder = zstd_decompressor(ZSTD_MISSING)
         self._pending = b""  # compressed bytes read but not yet fed
         self._ended = False
 
@@ -107,7 +79,7 @@ class _ZstdReader:
                     raise InputError(f"{self._name}: the zstd data ends early (a truncated file?)")
                 return b""
         if self._decoder.eof:  # the next frame starts here
-            self._decoder = _zstd_decompressor()
+            self._decoder = zstd_decompressor(ZSTD_MISSING)
         bite, self._pending = self._pending[:_ZSTD_BITE], self._pending[_ZSTD_BITE:]
         try:
             piece = self._decoder.decompress(bite)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
+from gembulk.compressed import SUFFIXES
 from gembulk.errors import InputError, UsageError
-from gembulk.inputs.compression import PARQUET_MAGIC, SUFFIXES
+from gembulk.inputs.compression import PARQUET_MAGIC
 from gembulk.inputs.delimited import CsvParser
 from gembulk.inputs.jsondoc import JsonParser
 from gembulk.inputs.jsonl import JsonlParser

@@ -12,16 +12,9 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
+from gembulk.compressed import GZIP_MAGIC, ZSTD_MAGIC, compression_of
 from gembulk.errors import InputError
-from gembulk.inputs.compression import (
-    GZIP_MAGIC,
-    MAGIC_SIZE,
-    PARQUET_MAGIC,
-    ZSTD_MAGIC,
-    Readable,
-    compression_of,
-    decompressing,
-)
+from gembulk.inputs.compression import MAGIC_SIZE, PARQUET_MAGIC, Readable, decompressing
 
 # Read size per thread hop; tests shrink it to force chunk boundaries inside records.
 CHUNK_SIZE = 256 * 1024

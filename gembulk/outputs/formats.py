@@ -1,4 +1,5 @@
-"""Output formats: JSONL and CSV, the CSV layout of a record and back, and the encoders the writer uses."""
+"""Output formats: JSONL, CSV and Parquet, the column layout of a record and back, and the encoders the writer
+uses (a compressed output's encoder wraps the plain one)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gembulk.errors import UsageError
+from gembulk.outputs.compression import member, without_compression_suffix
 from gembulk.records import RESERVED_KEYS
 
-OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
+# Parquet is written at the end of a run from JSONL kept beside OUT (gembulk/outputs/parquet.py).
+OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 CSV_BASE_COLUMNS: tuple[str, ...] = (
     "id",
     "response",
@@ -32,20 +35,24 @@ ERROR_COLUMNS = ("error_code", "error_status", "error_message")
 FINGERPRINT_COLUMN = "fingerprint"
 # An input column whose name a record (or the CSV layout) already uses is written as "input.<name>".
 INPUT_PREFIX = "input."
-_CSV_ONLY = frozenset(CSV_BASE_COLUMNS) - RESERVED_KEYS  # error_code, prompt_tokens, …
+CSV_ONLY_COLUMNS = frozenset(CSV_BASE_COLUMNS) - RESERVED_KEYS  # error_code, prompt_tokens, …
 # RFC 4180 line ending. With "\n" the csv module leaves a field holding a bare "\r" unquoted, and such
 # a file no longer parses; with "\r\n" both characters force quoting.
 _CSV_LINE_END = "\r\n"
 
 
 def detect_output_format(path: str, explicit: str | None) -> str:
-    """The output format: the explicit one, else .csv means csv and everything else jsonl."""
+    """The output format: the explicit one, else .csv means csv, .parquet (.pq) parquet and everything
+    else jsonl (a .gz or .zst ending is looked through: out.csv.gz is csv)."""
     if explicit is not None:
         fmt = explicit.lower()
         if fmt not in OUTPUT_FORMATS:
             raise UsageError(f"unknown output format '{explicit}' (accepted: {', '.join(OUTPUT_FORMATS)})")
         return fmt
-    return "csv" if path != "-" and path.lower().endswith(".csv") else "jsonl"
+    name = without_compression_suffix(path).lower() if path != "-" else ""
+    if name.endswith(".csv"):
+        return "csv"
+    return "parquet" if name.endswith((".parquet", ".pq")) else "jsonl"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -54,7 +61,7 @@ def detect_output_format(path: str, explicit: str | None) -> str:
 
 def _collides(column: str, id_column: str | None) -> bool:
     """Whether an input column is kept as "input.<name>": its name is a record's or a result column's."""
-    return column != id_column and (column in RESERVED_KEYS or column in _CSV_ONLY)
+    return column != id_column and (column in RESERVED_KEYS or column in CSV_ONLY_COLUMNS)
 
 
 def csv_columns(
@@ -122,10 +129,11 @@ def _input_value(record: Mapping[str, Any], name: str) -> Any:
     return record.get(name)
 
 
-def record_to_csv_row(record: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
-    """The CSV cells of a record: None is empty, strings as is, anything else JSON."""
+def record_to_row(record: Mapping[str, Any], columns: Sequence[str]) -> list[Any]:
+    """A record's values in the column layout (CSV, Parquet): usage and error flattened, `parsed` as
+    JSON text, input fields as they are."""
     flat = _flat_result(record)
-    cells: list[str] = []
+    values: list[Any] = []
     for column in columns:
         if column in flat:
             value = flat[column]
@@ -133,8 +141,13 @@ def record_to_csv_row(record: Mapping[str, Any], columns: Sequence[str]) -> list
             value = _input_value(record, column[len(INPUT_PREFIX) :])
         else:
             value = record.get(column)
-        cells.append(_cell(value))
-    return cells
+        values.append(value)
+    return values
+
+
+def record_to_csv_row(record: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """The CSV cells of a record: None is empty, strings as is, anything else JSON."""
+    return [_cell(value) for value in record_to_row(record, columns)]
 
 
 def _int_or_none(cell: str) -> int | None:
@@ -180,20 +193,26 @@ def csv_row_to_record(row: Mapping[str, str]) -> dict[str, Any]:
         record["parsed"] = _parsed_from_cell(row["parsed"])
     if FINGERPRINT_COLUMN in row:
         record[FINGERPRINT_COLUMN] = row[FINGERPRINT_COLUMN] or None
-    nested: dict[str, str] = {}
-    for column, cell in row.items():
+    place_input_fields(record, row)
+    return record
+
+
+def place_input_fields(record: dict[str, Any], row: Mapping[str, Any]) -> None:
+    """The input fields of a row in the column layout, put back where a record keeps them: an
+    "input.<name>" column of a record key under "input", of a result column under its own name."""
+    nested: dict[str, Any] = {}
+    for column, value in row.items():
         if column in record or column in CSV_BASE_COLUMNS:
             continue
         name = column[len(INPUT_PREFIX) :] if column.startswith(INPUT_PREFIX) else None
         if name in RESERVED_KEYS:
-            nested[name] = cell
-        elif name in _CSV_ONLY:
-            record[name] = cell
+            nested[name] = value
+        elif name in CSV_ONLY_COLUMNS:
+            record[name] = value
         else:
-            record[column] = cell
+            record[column] = value
     if nested:
         record["input"] = nested
-    return record
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,12 +256,41 @@ class CsvEncoder:
         return buffer.getvalue().encode("utf-8", errors="replace")
 
 
+class CompressedEncoder:
+    """Another encoder's batches, each written as one gzip member or zstd frame: a crash tears at most the
+    last one, and resume finds where it starts."""
+
+    def __init__(self, plain: Encoder, compression: str) -> None:
+        self.plain = plain
+        self.header = plain.header
+        self.compression = compression
+
+    def prepare(self, record: Mapping[str, Any]) -> Any:
+        return self.plain.prepare(record)
+
+    def encode(self, items: list[Any]) -> bytes:
+        return member(self.compression, self.plain.encode(items), fast=True)
+
+
+def plain_encoder(encoder: Encoder) -> Encoder:
+    """The uncompressed encoder under a compressed one (items prepared by either fit both)."""
+    return encoder.plain if isinstance(encoder, CompressedEncoder) else encoder
+
+
 def encoder_for(
-    fmt: str, input_columns: Sequence[str], with_parsed: bool, id_column: str | None = None
+    fmt: str,
+    input_columns: Sequence[str],
+    with_parsed: bool,
+    id_column: str | None = None,
+    compression: str | None = None,
 ) -> Encoder:
-    """The encoder of an output format; a new output format plugs in here and in OUTPUT_FORMATS."""
+    """The encoder of a format records are appended in (a Parquet output appends JSONL: it is converted
+    at the end); a new output format plugs in here and in OUTPUT_FORMATS."""
+    encoder: Encoder
     if fmt == "csv":
-        return CsvEncoder(csv_columns(input_columns, with_parsed, id_column))
-    if fmt == "jsonl":
-        return JsonlEncoder()
-    raise UsageError(f"unknown output format '{fmt}' (accepted: {', '.join(OUTPUT_FORMATS)})")
+        encoder = CsvEncoder(csv_columns(input_columns, with_parsed, id_column))
+    elif fmt in ("jsonl", "parquet"):
+        encoder = JsonlEncoder()
+    else:
+        raise UsageError(f"unknown output format '{fmt}' (accepted: {', '.join(OUTPUT_FORMATS)})")
+    return CompressedEncoder(encoder, compression) if compression is not None else encoder

@@ -1,27 +1,24 @@
-"""Reading an existing output back: each record checked, a torn tail found, what a re-run need not send."""
+"""An existing output read back: which requests are done, what a compaction keeps (the records are read by
+gembulk/outputs/scanner.py; a Parquet output's by gembulk/outputs/parquet.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
+import asyncio
 import hashlib
-import json
-from collections.abc import AsyncIterator, Callable
+import os
 from dataclasses import dataclass
 
 import aiofiles
-import aiofiles.os
 
+from gembulk.compressed import SUFFIXES, compression_of
 from gembulk.errors import InputError
-from gembulk.outputs.formats import CSV_BASE_COLUMNS, ERROR_COLUMNS, FINGERPRINT_COLUMN
-
-CHUNK_SIZE = 256 * 1024  # read size when scanning an existing output
-
+from gembulk.outputs.compression import complete_end, plain_head
+from gembulk.outputs.scanner import Visit, has_content, scan_output, written_as
+from gembulk.outputs.target import held_path
 
 # A record is one answer of one model to one row: with several models (-m a -m b) an id has a record
 # per model, so resume and compaction key records by (id, model). Keys and fingerprints are held as
 # 60-bit digests, not strings: a resume of a million rows keeps two sets of small ints.
-Visit = Callable[[str, str, "str | None", bool, int], None]  # id, model, fingerprint, ok, offset
 
 
 def _digest(text: str) -> int:
@@ -50,6 +47,9 @@ class ExistingOutput:
     end: int  # offset where the complete records end: a torn tail after it is cut before appending
     torn: bool  # the file ends in a torn (partial) last record, to be dropped
     header: tuple[str, ...] | None = None  # a CSV output's header
+    # The complete records (start and end offsets) of the records --keep-order held back beside OUT when
+    # a run was killed (held_path): part of the output, appended to OUT by the next run that writes it.
+    held: tuple[int, int] | None = None
 
     def has_success(self, record_id: str, model: str, fingerprint: str) -> bool:
         return success_key(record_id, model, fingerprint) in self.succeeded
@@ -106,228 +106,39 @@ class Resume:
             self.existing.succeeded.clear()
 
 
-Line = tuple[int, int, bytes]  # byte offset, 1-based line number, the line with its b"\n" (if any)
+def _suffix_for(compression: str) -> str:
+    return next(suffix for suffix, name in SUFFIXES.items() if name == compression)
 
 
-async def file_lines(path: str) -> AsyncIterator[list[Line]]:
-    """Batches of physical lines; only the very last one may lack its newline."""
-    async with aiofiles.open(path, "rb") as handle:
-        pieces: list[bytes] = []  # start of a line longer than a chunk
-        base = 0  # offset of pieces[0]
-        number = 0
-        while chunk := await handle.read(CHUNK_SIZE):
-            if b"\n" not in chunk:
-                pieces.append(chunk)
-                continue
-            buffer = b"".join(pieces) + chunk if pieces else chunk
-            batch: list[Line] = []
-            position = 0
-            while (newline := buffer.find(b"\n", position)) >= 0:
-                number += 1
-                batch.append((base + position, number, buffer[position : newline + 1]))
-                position = newline + 1
-            rest = buffer[position:]
-            pieces = [rest] if rest else []
-            base += position
-            yield batch
-        if pieces:
-            yield [(base, number + 1, b"".join(pieces))]
-
-
-class _NotARecord(Exception):
-    """A complete line that cannot be a gembulk record whatever crash happened."""
-
-
-class _Damaged(Exception):
-    """A record that does not parse: a crash artifact if it is the last one, an error otherwise."""
-
-
-Scanned = tuple[str, str, "str | None", bool]  # id, model, fingerprint, ok
-
-
-def _jsonl_record(data: bytes) -> Scanned:
-    try:
-        value = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _Damaged from None
-    if not isinstance(value, dict) or "error" not in value:
-        raise _NotARecord("expected a JSON object with 'id' and 'error'")
-    record_id, error = value.get("id"), value["error"]
-    if not isinstance(record_id, str) or not record_id or not (error is None or isinstance(error, dict)):
-        raise _NotARecord("'id' must be a non-empty string and 'error' null or an object")
-    fingerprint = value.get("fingerprint")
-    if not isinstance(fingerprint, str) or not fingerprint:
-        fingerprint = None  # written by an earlier version: it never matches, the row is sent once more
-    return record_id, str(value.get("model") or ""), fingerprint, error is None
-
-
-def csv_fields(data: bytes) -> list[str]:
-    try:
-        return next(csv.reader([data.decode()]), [])
-    except (csv.Error, UnicodeDecodeError):
-        raise _Damaged from None
-
-
-class OutputScanner:
-    """Validates an existing output record by record and finds where a torn tail starts."""
-
-    def __init__(self, path: str, fmt: str, visit: Visit) -> None:
-        self.path = path
-        self.records = 0
-        self.body_start = 0  # offset of the first record (after a CSV header)
-        self._csv = fmt == "csv"
-        self._visit = visit
-        self._header: list[str] | None = None
-        self._suspect: Line | None = None  # an unparsable record: fine only if nothing follows it
-        self._parts: list[bytes] = []  # lines of a CSV record still open (inside quotes)
-        self._start: tuple[int, int] = (0, 0)
-        self._odd_quotes = False
-
-    def line(self, offset: int, number: int, data: bytes) -> None:
-        if not self._csv:
-            self._record(offset, number, data, complete=data.endswith(b"\n"))
-            return
-        if not self._parts:
-            self._start = (offset, number)
-        self._parts.append(data)
-        self._odd_quotes ^= bool(data.count(b'"') & 1)
-        if not self._odd_quotes and data.endswith(b"\n"):
-            self._flush_csv(complete=True)
-
-    def finish(self) -> int | None:
-        """Offset where a torn tail starts (to be cut off), or None when the file ends cleanly."""
-        if self._parts:
-            self._flush_csv(complete=False)
-        if self._suspect is None:
-            return None
-        offset, number, data = self._suspect
-        if not self._plausible_tail(data):
-            raise self._error(number, "the file does not look like a gembulk output")
-        return offset
-
-    def _flush_csv(self, complete: bool) -> None:
-        data = b"".join(self._parts)
-        self._parts = []
-        self._odd_quotes = False
-        self._record(*self._start, data, complete=complete)
-
-    def _error(self, number: int, reason: str) -> InputError:
-        return InputError(f"{self.path}:{number}: not a gembulk record ({reason})")
-
-    def _plausible_tail(self, data: bytes) -> bool:
-        """Whether truncating this tail can only drop a crash artifact, never someone else's data."""
-        if self._csv:
-            if self._header is not None:
-                return True
-            expected = ",".join(CSV_BASE_COLUMNS).encode()
-            head = data.rstrip(b"\r\n")
-            return expected.startswith(head) or head.startswith(expected)
-        return self.records > 0 or data.lstrip().startswith(b"{")
-
-    def _record(self, offset: int, number: int, data: bytes, complete: bool) -> None:
-        if not data.strip():
-            return
-        if self._suspect is not None:
-            raise self._error(self._suspect[1], "unreadable, and more records follow it")
-        if not complete:
-            self._suspect = (offset, number, data)
-            return
-        try:
-            if self._csv and self._header is None:
-                self._take_header(number, data)
-                self.body_start = offset + len(data)
-                return
-            record_id, model, fingerprint, ok = self._csv_record(data) if self._csv else _jsonl_record(data)
-        except _Damaged:
-            self._suspect = (offset, number, data)
-            return
-        except _NotARecord as exc:
-            raise self._error(number, str(exc)) from None
-        self.records += 1
-        self._visit(record_id, model, fingerprint, ok, offset)
-
-    def _take_header(self, number: int, data: bytes) -> None:
-        try:
-            header = csv_fields(data)
-        except _Damaged:
-            header = []
-        if tuple(header[: len(CSV_BASE_COLUMNS)]) != CSV_BASE_COLUMNS:
-            raise self._error(number, f"the CSV header does not start with {','.join(CSV_BASE_COLUMNS)}")
-        self._header = header
-
-    @property
-    def header(self) -> tuple[str, ...] | None:
-        return None if self._header is None else tuple(self._header)
-
-    def _csv_record(self, data: bytes) -> Scanned:
-        assert self._header is not None
-        fields = csv_fields(data)
-        if len(fields) != len(self._header) or not fields[0]:
-            raise _Damaged
-        row = dict(zip(self._header, fields, strict=True))
-        ok = not any(row[c] for c in ERROR_COLUMNS)
-        return row["id"], row.get("model", ""), row.get(FINGERPRINT_COLUMN) or None, ok
-
-
-async def scan_output(path: str, fmt: str, visit: Visit) -> tuple[OutputScanner, int | None]:
-    scanner = OutputScanner(path, fmt, visit)
-    async for batch in file_lines(path):
-        for offset, number, data in batch:
-            scanner.line(offset, number, data)
-    return scanner, scanner.finish()
-
-
-async def read_csv_header(path: str) -> tuple[str, ...] | None:
-    """The first record of a CSV file, or None when the file has none complete."""
-    parts: list[bytes] = []
-    odd = False
-    async with contextlib.aclosing(file_lines(path)) as batches:
-        async for batch in batches:
-            for _, _, data in batch:
-                parts.append(data)
-                odd ^= bool(data.count(b'"') & 1)
-                if not odd and data.endswith(b"\n"):
-                    try:
-                        return tuple(csv_fields(b"".join(parts)))
-                    except _Damaged:
-                        return None
-    return None
-
-
-async def has_content(path: str) -> bool:
-    try:
-        return (await aiofiles.os.stat(path)).st_size > 0
-    except FileNotFoundError:
-        return False
-
-
-def written_as(head: bytes) -> str | None:
-    """The output format a file's first bytes show: "jsonl" (a JSON object), "csv" (gembulk's CSV header),
-    or None when they show neither."""
-    if head.lstrip()[:1] == b"{":
-        return "jsonl"
-    header = ",".join(CSV_BASE_COLUMNS).encode()
-    if head.startswith(header) or (len(head) < len(header) and header.startswith(head) and head):
-        return "csv"
-    return None
-
-
-async def check_written_format(path: str, fmt: str) -> None:
-    """An output gembulk wrote in the other format is refused with the way out, before any record is
-    read as a record of this format (which would only say "not a gembulk record")."""
+async def check_written_format(path: str, fmt: str, compression: str | None = None) -> None:
+    """An output gembulk wrote in the other format or compression is refused with the way out, before any
+    record is read as a record of this format (which would only say "not a gembulk record")."""
     async with aiofiles.open(path, "rb") as handle:
         head = await handle.read(256)
+    found = compression_of(head)
+    if found != compression:
+        if found is not None:
+            raise InputError(
+                f"{path} holds {found}-compressed records; name it with {_suffix_for(found)} "
+                "(e.g. out.jsonl.gz) or pass a new -o"
+            )
+        raise InputError(f"{path} is not {compression}-compressed; rename it or pass a new -o")
+    if compression is not None:
+        head = await asyncio.to_thread(plain_head, path, compression)
     written = written_as(head)
     if written is not None and written != fmt:
         raise InputError(f"{path} was written as {written}; pass --output-format {written} or a new -o")
 
 
-async def load_existing(path: str, fmt: str) -> ExistingOutput | None:
-    """What an output holds, read without changing it (a torn tail is cut by the writer, under the
-    lock, when it appends). None if there is no output or it is empty."""
-    if not await has_content(path):
+async def load_existing(path: str, fmt: str, compression: str | None = None) -> ExistingOutput | None:
+    """What an output holds (with the records --keep-order held back beside it), read without changing
+    it: a torn tail is cut, and held records are appended, by the writer under the lock when it opens
+    OUT. None if there is nothing."""
+    held = held_path(path)
+    has_output = await has_content(path)
+    has_held = fmt != "parquet" and await has_content(held)
+    if not (has_output or has_held):
         return None
-    await check_written_format(path, fmt)
     succeeded: set[int] = set()
     keys: set[int] = set()
     repeated: set[int] = set()
@@ -341,14 +152,42 @@ async def load_existing(path: str, fmt: str) -> ExistingOutput | None:
         if ok and fingerprint is not None:
             succeeded.add(success_key(record_id, model, fingerprint))
 
-    scanner, torn_at = await scan_output(path, fmt, visit)
-    end = torn_at if torn_at is not None else (await aiofiles.os.stat(path)).st_size
-    return ExistingOutput(
-        succeeded, keys, repeated, scanner.records, end, torn_at is not None, scanner.header
-    )
+    if fmt == "parquet":
+        from gembulk.outputs.parquet import visit_parquet
+
+        count = await asyncio.to_thread(visit_parquet, path, visit)
+        return ExistingOutput(succeeded, keys, repeated, count, 0, False)
+    records, end, torn, header = 0, 0, False, None
+    if has_output:
+        records, end, torn, header = await _scan(path, fmt, compression, visit)
+    held_range = None
+    if has_held:
+        await check_written_format(held, fmt)
+        scanner, torn_at = await scan_output(held, fmt, visit)
+        held_range = (scanner.body_start, torn_at if torn_at is not None else os.path.getsize(held))
+        records += scanner.records
+        if header is not None and scanner.header is not None and scanner.header != header:
+            raise InputError(f"{held}: its CSV header is not {path}'s; move it away or pass --overwrite")
+        header = header or scanner.header
+    return ExistingOutput(succeeded, keys, repeated, records, end, torn, header, held_range)
 
 
-async def count_outcomes(path: str, fmt: str) -> tuple[int, int]:
+async def _scan(
+    path: str, fmt: str, compression: str | None, visit: Visit
+) -> tuple[int, int, bool, tuple[str, ...] | None]:
+    """Records, end of the complete records, torn or not, and header of OUT itself."""
+    await check_written_format(path, fmt, compression)
+    size = os.path.getsize(path)
+    if compression is None:
+        scanner, torn_at = await scan_output(path, fmt, visit)
+        end = torn_at if torn_at is not None else size
+    else:
+        end = await asyncio.to_thread(complete_end, path, compression)
+        scanner, _ = await scan_output(path, fmt, visit, compression, end)
+    return scanner.records, end, end < size, scanner.header
+
+
+async def count_outcomes(path: str, fmt: str, compression: str | None = None) -> tuple[int, int]:
     """(keys with a success record, keys with failures only) of an output: what a finished job holds."""
     succeeded: set[int] = set()
     failed: set[int] = set()
@@ -362,5 +201,10 @@ async def count_outcomes(path: str, fmt: str) -> tuple[int, int]:
             failed.add(key)
 
     if await has_content(path):
-        await scan_output(path, fmt, visit)
+        if fmt == "parquet":
+            from gembulk.outputs.parquet import visit_parquet
+
+            await asyncio.to_thread(visit_parquet, path, visit)
+        else:
+            await scan_output(path, fmt, visit, compression)
     return len(succeeded), len(failed)

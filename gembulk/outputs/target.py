@@ -15,6 +15,10 @@ from gembulk.errors import UsageError
 TEMP_SUFFIX = ".gembulk-tmp"  # every temporary file or folder beside OUT: .OUT-NAME.<random>.gembulk-tmp
 LEGACY_SIDECAR = ".gembulk.json"  # the job file earlier versions kept beside OUT; fingerprints replace it
 LEGACY_BATCH_LOCK = ".gembulk-batch.lock"  # the batch-only lock of earlier versions
+# Files beside OUT that hold finished records, so they are never removed as leftovers: the next run reads
+# them as part of OUT (resume) and folds them into it.
+HELD_SUFFIX = ".gembulk-held"  # --keep-order: records finished ahead of a slower one, not yet in OUT
+PARTIAL_SUFFIX = ".gembulk-partial.jsonl"  # Parquet output: the records as JSONL until the run completes
 # Paths that name a process's streams or devices whatever stat says: /dev/stdout is a regular file when
 # the shell redirected it to one, and a lock, a temp file or a rename beside it must never happen.
 _STREAM_ROOTS = ("/dev/", "/proc/")
@@ -81,6 +85,16 @@ def check_output(target: OutputTarget) -> None:
         raise UsageError(f"-o {path}: cannot read and write it (permission denied)")
 
 
+def held_path(records: str) -> str:
+    """Where --keep-order keeps the records it holds back (written to the file of records later)."""
+    return os.path.abspath(records) + HELD_SUFFIX
+
+
+def partial_path(output: str) -> str:
+    """Where a Parquet output's records are written as JSONL while runs add to it."""
+    return os.path.abspath(output) + PARTIAL_SUFFIX
+
+
 def temp_prefix(output: str) -> str:
     """The start of every temporary name beside OUT, so that the next run on OUT finds its leftovers."""
     return f".{os.path.basename(output)}."
@@ -96,8 +110,8 @@ def _leftover_of(name: str, output_name: str) -> bool:
 
 
 def remove_leftovers(output: str) -> int:
-    """Delete what a killed run left beside OUT (compaction, --overwrite and stdin temp files, batch
-    scratch folders, an old batch lock); call it holding OUT's lock. Returns how many were removed."""
+    """Delete what a killed run left beside OUT (compaction, --overwrite, conversion and stdin temp files,
+    batch scratch folders, an old batch lock); call it holding OUT's lock. Returns how many were removed."""
     directory = os.path.dirname(os.path.abspath(output))
     name = os.path.basename(output)
     removed = 0
@@ -108,7 +122,8 @@ def remove_leftovers(output: str) -> int:
     except OSError:
         return 0
     for entry in entries:
-        if not _leftover_of(entry.name, name):
+        # The files beside OUT have their own temp files (a compaction of a Parquet OUT's records).
+        if not (_leftover_of(entry.name, name) or _leftover_of(entry.name, name + PARTIAL_SUFFIX)):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):

@@ -11,7 +11,7 @@ import aiofiles
 
 from gembulk.errors import OutputConflictError
 from gembulk.outputs.formats import Encoder, encoder_for
-from gembulk.outputs.resume import has_content, read_csv_header
+from gembulk.outputs.scanner import has_content, read_csv_header
 from gembulk.outputs.sinks import FileSink, Sink, StdoutSink
 
 _MAX_PENDING = 10_000  # serialized records held before write() waits for the flusher
@@ -49,10 +49,14 @@ class ResultWriter:
 
     async def write(self, record: Mapping[str, Any]) -> None:
         """Queue a record; it reaches the OS (written and flushed) as soon as the flusher runs."""
+        await self.write_item(self._encoder.prepare(record))
+
+    async def write_item(self, item: Any) -> None:
+        """Queue a record already prepared by this writer's encoder (or one that prepares alike)."""
         if self._closing:
             raise RuntimeError(f"writer for {self.name} is closed")
         self._raise_failure()
-        self._pending.append(self._encoder.prepare(record))
+        self._pending.append(item)
         self._queued += 1
         self._wake.set()
         if len(self._pending) >= _MAX_PENDING:  # a producer that never yields must not grow memory
@@ -133,9 +137,11 @@ async def open_writer(
     with_parsed: bool,
     append: bool,
     id_column: str | None = None,
+    compression: str | None = None,
 ) -> ResultWriter:
-    """Open an output ("-" is stdout). append keeps existing records and never repeats a CSV header."""
-    encoder = encoder_for(fmt, input_columns, with_parsed, id_column)
+    """Open an output ("-" is stdout). append keeps existing records and never repeats a CSV header
+    (not for a compressed output, whose header is inside its first member)."""
+    encoder = encoder_for(fmt, input_columns, with_parsed, id_column, compression)
     header = [encoder.header] if encoder.header is not None else []
     if path == "-":
         sys.stdout.flush()  # anything printed as text must come out before our bytes
