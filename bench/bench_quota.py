@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import (
+    NAIVE_LABEL,
     Fake,
     make_csv,
     print_header,
     print_table,
-    progress,
-    run_baseline,
-    run_gembulk,
+    run_learned_and_told,
+    run_naive_baseline,
     verdict,
     workdir,
 )
@@ -31,8 +31,6 @@ WINDOW = 1.0
 LATENCY = 0.1
 RPM = PER_WINDOW * 60 / WINDOW  # 1,200
 IDEAL = ROWS / PER_WINDOW * WINDOW  # 30 s
-BASELINE_CONCURRENCY = 32
-BASELINE_ATTEMPTS = 10
 TIMEOUT = 420.0  # the naive baseline backs off up to 60 s per attempt
 
 TARGETS = {
@@ -54,29 +52,13 @@ def main() -> dict[str, Any]:
         f"{ROWS} prompts, fake quota {PER_WINDOW} requests per {WINDOW:g} s window "
         f"(announced as {RPM:,.0f} RPM), latency {LATENCY:g} s: ideal {IDEAL:g} s",
     )
-    runs: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
     fake_args = ["--rpm", str(PER_WINDOW), "--window", str(WINDOW), "--latency", str(LATENCY)]
     with workdir("quota") as tmp, Fake(*fake_args) as fake:
         data = make_csv(tmp / "in.csv", ROWS)
-        for name, args in (("default", []), ("rpm", ["--rpm", f"{RPM:g}"])):
-            fake.reset()
-            progress(f"gembulk run {' '.join(args) or '(defaults)'}")
-            m = run_gembulk(fake.url, data, *args, output=tmp / f"out-{name}.jsonl", timeout=TIMEOUT)
-            runs[name] = (m.check(f"gembulk {name}"), fake.stats(), m.summary())
-        fake.reset()
-        progress(
-            f"baseline: Semaphore({BASELINE_CONCURRENCY}) + gather, SDK retry attempts={BASELINE_ATTEMPTS}"
+        runs = run_learned_and_told(
+            fake, data, "quota", ("rpm", ["--rpm", f"{RPM:g}"]), outputs=tmp, timeout=TIMEOUT
         )
-        b = run_baseline(
-            fake.url,
-            data,
-            "--concurrency",
-            str(BASELINE_CONCURRENCY),
-            "--retry-attempts",
-            str(BASELINE_ATTEMPTS),
-            timeout=TIMEOUT,
-        )
-        b_stats = fake.stats()
+        b, b_stats = run_naive_baseline(fake, data, "quota", timeout=TIMEOUT)
     if b.timed_out:
         print(f"(the baseline was stopped at its {TIMEOUT:g} s timeout)")
     result = b.result()
@@ -86,7 +68,7 @@ def main() -> dict[str, Any]:
         rows.append(_row(label, m.wall, summary.get("elapsed_s", "-"), summary.get("ok", "-"), stats, m.cpu))
     rows.append(
         _row(
-            f"baseline Semaphore({BASELINE_CONCURRENCY}) + SDK retry x{BASELINE_ATTEMPTS}",
+            f"baseline {NAIVE_LABEL}",
             b.wall,
             result.get("elapsed", "-"),
             result.get("ok", "-"),

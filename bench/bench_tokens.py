@@ -27,9 +27,8 @@ from bench.common import (
     Fake,
     print_header,
     print_table,
-    progress,
-    run_baseline,
-    run_gembulk,
+    run_learned_and_told,
+    run_naive_baseline,
     verdict,
     workdir,
 )
@@ -40,8 +39,6 @@ REQUESTS_PER_WINDOW = 50
 WINDOW = 1.0
 LATENCY = 0.1
 TPM = TOKENS_PER_WINDOW * 60 / WINDOW  # 36,000
-BASELINE_CONCURRENCY = 32
-BASELINE_ATTEMPTS = 10
 TIMEOUT = 400.0
 HEADERS = ["run", "wall s", "requests s", "x ideal", "ok", "requests", "429s", "429 share"]
 TARGETS = {"default": (1.15, 0.05), "tpm": (1.10, 0.02)}  # wall <= x ideal, 429 share <= y
@@ -111,29 +108,9 @@ def _share(stats: dict[str, Any]) -> float:
 def _run_set(fake: Fake, tmp: Path, kind: str, rows: int, per_second: float) -> dict[str, Any]:
     data = tmp / f"{kind}.csv"
     tokens = make_input(data, rows, kind)
-    ideal = tokens / per_second
-    runs: dict[str, Any] = {"ideal": ideal, "tokens": tokens}
-    for name, args in (("default", []), ("tpm", ["--tpm", f"{per_second * 60:g}"])):
-        fake.reset()
-        progress(f"{kind}: gembulk run {' '.join(args) or '(defaults)'}")
-        m = run_gembulk(fake.url, data, *args, output=tmp / f"{kind}-{name}.jsonl", timeout=TIMEOUT)
-        runs[name] = (m.check(f"gembulk {kind} {name}"), fake.stats(), m.summary())
-    return runs
-
-
-def _baseline(fake: Fake, tmp: Path, kind: str) -> tuple[Any, dict[str, Any]]:
-    fake.reset()
-    progress(f"{kind}: baseline Semaphore({BASELINE_CONCURRENCY}) + gather, SDK retry x{BASELINE_ATTEMPTS}")
-    b = run_baseline(
-        fake.url,
-        tmp / f"{kind}.csv",
-        "--concurrency",
-        str(BASELINE_CONCURRENCY),
-        "--retry-attempts",
-        str(BASELINE_ATTEMPTS),
-        timeout=TIMEOUT,
-    )
-    return b, fake.stats()
+    told = ("tpm", ["--tpm", f"{per_second * 60:g}"])
+    runs = run_learned_and_told(fake, data, kind, told, outputs=tmp, timeout=TIMEOUT)
+    return {"ideal": tokens / per_second, "tokens": tokens, **runs}
 
 
 def _report(kind: str, runs: dict[str, Any], baseline: tuple[Any, dict[str, Any]] | None) -> list[dict]:
@@ -214,7 +191,9 @@ def second_window(baselines: bool = True) -> dict[str, Any]:
     with workdir("tokens") as tmp, Fake(*fake_args) as fake:
         for kind, rows in (("english", 240), ("cjk", 240)):
             runs = _run_set(fake, tmp, kind, rows, TOKENS_PER_WINDOW / WINDOW)
-            baseline = _baseline(fake, tmp, kind) if baselines else None
+            baseline = (
+                run_naive_baseline(fake, tmp / f"{kind}.csv", kind, timeout=TIMEOUT) if baselines else None
+            )
             figures["checks"] += _report(kind, runs, baseline)
             figures.update(_figures(kind, runs, baseline))
     return figures

@@ -404,3 +404,37 @@ def _fmt(value: Any) -> str:
 def progress(message: str) -> None:
     """A line about what is running now (on stderr, so tables on stdout stay clean)."""
     print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Quota-bound jobs (bench_quota, bench_tokens): gembulk learning the quota or told it, and the naive script.
+
+NAIVE_CONCURRENCY = 32
+NAIVE_ATTEMPTS = 10  # the SDK's own retry: exponential backoff with jitter, ignoring RetryInfo
+NAIVE_LABEL = f"Semaphore({NAIVE_CONCURRENCY}) + SDK retry x{NAIVE_ATTEMPTS}"
+
+QuotaRun = tuple[Measured, dict[str, Any], dict[str, Any]]  # the run, the fake's stats, gembulk's summary
+
+
+def run_learned_and_told(
+    fake: Fake, data: Path, what: str, told: tuple[str, list[str]], *, outputs: Path, timeout: float
+) -> dict[str, QuotaRun]:
+    """gembulk on `data` with its defaults ("default": it learns the quota from the 429s) and told the
+    quota up front (`told`: a name and the flags), the fake's counters reset before each."""
+    runs: dict[str, QuotaRun] = {}
+    for name, args in (("default", []), told):
+        fake.reset()
+        progress(f"{what}: gembulk run {' '.join(args) or '(defaults)'}")
+        m = run_gembulk(fake.url, data, *args, output=outputs / f"{what}-{name}.jsonl", timeout=timeout)
+        runs[name] = (m.check(f"gembulk {what} {name}"), fake.stats(), m.summary())
+    return runs
+
+
+def run_naive_baseline(
+    fake: Fake, data: Path, what: str, *, timeout: float
+) -> tuple[Measured, dict[str, Any]]:
+    """The bare-SDK script at NAIVE_CONCURRENCY with the SDK's retry, the fake's counters reset first."""
+    fake.reset()
+    progress(f"{what}: baseline Semaphore({NAIVE_CONCURRENCY}) + gather, SDK retry x{NAIVE_ATTEMPTS}")
+    args = ["--concurrency", str(NAIVE_CONCURRENCY), "--retry-attempts", str(NAIVE_ATTEMPTS)]
+    return run_baseline(fake.url, data, *args, timeout=timeout), fake.stats()

@@ -8,7 +8,28 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 
-class RateLimiter:
+class _PerMinute:
+    """A per-minute rate that may change while in use; None means unlimited."""
+
+    _per_minute: float | None
+
+    @property
+    def per_minute(self) -> float | None:
+        """The current rate; None means unlimited."""
+        return self._per_minute
+
+    @per_minute.setter
+    def per_minute(self, value: float | None) -> None:
+        if value is not None and value <= 0:
+            raise ValueError("rate must be positive")
+        self._per_minute = value
+        self._rate_changed()
+
+    def _rate_changed(self) -> None:
+        """What a new rate changes at once besides later reservations (nothing, unless overridden)."""
+
+
+class RateLimiter(_PerMinute):
     """Spaces acquisitions so that `amount` units per minute are never exceeded.
 
     GCRA, the "virtual scheduling" variant (https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm):
@@ -31,17 +52,6 @@ class RateLimiter:
         self._burst = max(1.0, burst)
         self._tat = clock()
         self.per_minute = per_minute
-
-    @property
-    def per_minute(self) -> float | None:
-        """The current rate; None means unlimited."""
-        return self._per_minute
-
-    @per_minute.setter
-    def per_minute(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError("rate must be positive")
-        self._per_minute = value
 
     def reserve(self, amount: float = 1.0) -> float:
         """Book the next slot for `amount` units; returns how long the caller must wait for it."""
@@ -93,7 +103,7 @@ class _Waiter:
         self.passed = 0
 
 
-class TokenWindow:
+class TokenWindow(_PerMinute):
     """Admits input tokens so that no `window` seconds hold more than their share of a per-minute rate.
 
     A log of the tokens sent in the last `window` seconds, not a GCRA. Smooth pacing of requests of
@@ -149,16 +159,8 @@ class TokenWindow:
         self._per_minute: float | None = None
         self.per_minute = per_minute
 
-    @property
-    def per_minute(self) -> float | None:
-        """The current rate; None means unlimited (nothing is logged then)."""
-        return self._per_minute
-
-    @per_minute.setter
-    def per_minute(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError("rate must be positive")
-        self._per_minute = value
+    def _rate_changed(self) -> None:
+        """The window may fit the new rate better, and waiters may fit now (None: nothing is logged)."""
         self._rewindow()
         self._pump()
 

@@ -176,6 +176,18 @@ def run_cli(
     )
 
 
+def start_cli(args: Sequence[str], url: str) -> subprocess.Popen[str]:
+    """gembulk ARGS started in the background against the fake at url: stdout discarded, stderr piped
+    (read it with communicate())."""
+    return subprocess.Popen(
+        [*gembulk_command(), *args],
+        env=cli_env(url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

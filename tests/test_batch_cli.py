@@ -22,6 +22,7 @@ from tests.cli_support import (
     gembulk_command,
     read_jsonl,
     run_cli,
+    start_cli,
     write_csv,
 )
 
@@ -305,13 +306,7 @@ def test_sigint_while_polling_keeps_the_jobs_and_the_rerun_adopts_them(fake: Fak
     path = make_input(tmp_path, 4)
     out = tmp_path / "out.jsonl"
     args = ["run", str(path), "-t", "{text}", "-o", str(out), "--batch", *POLL]
-    process = subprocess.Popen(
-        [*gembulk_command(), *args],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(args, fake.url)
     state = Path(f"{out}.gembulk-batch.json")
     deadline = time.monotonic() + 15
     while not (state.exists() and state_of(out)["jobs"] and state_of(out)["jobs"][0]["name"]):

@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from gembulk.pricing import load_prices
 from gembulk.records import Usage
-from tests.cli_support import TEST_KEY, FakeAPI, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
+from tests.cli_support import TEST_KEY, FakeAPI, read_jsonl, run_cli, start_cli, write_csv
 
 FILLER = "Clause: every ticket is read in full before it is classified. "  # 62 characters
 
@@ -114,101 +115,74 @@ def test_a_long_context_is_cached_once_referenced_by_every_request_and_costs_a_t
     assert summary(cached.stderr)["cache_saved_usd"] > 0.9 * (inline_cost - cached_cost)
 
 
-@pytest.mark.timing
-def test_sigint_deletes_the_cache(fake: FakeAPI, tmp_path: Path) -> None:
-    fake.configure(latency=0.4)
-    data, document = tickets(tmp_path, 40), policy(tmp_path, 5_000)
+@dataclass(frozen=True)
+class BackgroundRun:
+    """A context run started in the background: the process, its arguments, its OUT, the caches before it."""
+
+    process: subprocess.Popen[str]
+    args: list[str]
+    out: Path
+    before: set[str]
+
+
+def start_context_run(
+    fake: FakeAPI, tmp_path: Path, rows: int, *, written: int, latency: float = 0.25
+) -> BackgroundRun:
+    """A run of `rows` tickets with a 5,000-token --context at -c 2, each answer `latency` seconds late,
+    returned once `written` records are in OUT (killed if they never are)."""
+    fake.configure(latency=latency)
+    data, document = tickets(tmp_path, rows), policy(tmp_path, 5_000)
     out = tmp_path / "out.jsonl"
     before = set(caches(fake))
-    process = subprocess.Popen(
-        [
-            *gembulk_command(),
-            "run",
-            str(data),
-            "-t",
-            "{text}",
-            "--context",
-            str(document),
-            "-o",
-            str(out),
-            "-c",
-            "2",
-        ],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
-    assert len(set(caches(fake)) - before) == 1
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
-    assert set(caches(fake)) == before and fake.stats()["caches_deleted"] == 1
+    args = ["run", str(data), "-t", "{text}", "--context", str(document), "-o", str(out), "-c", "2"]
+    process = start_cli(args, fake.url)
+    try:
+        wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= written)
+    except BaseException:
+        process.kill()
+        process.communicate(timeout=10)
+        raise
+    return BackgroundRun(process, args, out, before)
+
+
+@pytest.mark.timing
+def test_sigint_deletes_the_cache(fake: FakeAPI, tmp_path: Path) -> None:
+    run = start_context_run(fake, tmp_path, 40, written=2, latency=0.4)
+    assert len(set(caches(fake)) - run.before) == 1
+    run.process.send_signal(signal.SIGINT)
+    _, stderr = run.process.communicate(timeout=30)
+    assert run.process.returncode == 130, stderr
+    assert set(caches(fake)) == run.before and fake.stats()["caches_deleted"] == 1
 
 
 @pytest.mark.timing
 def test_a_cache_deleted_mid_run_is_recreated_once_and_no_row_fails(fake: FakeAPI, tmp_path: Path) -> None:
-    fake.configure(latency=0.25)
-    data, document = tickets(tmp_path, 30), policy(tmp_path, 5_000)
-    out = tmp_path / "out.jsonl"
-    before = set(caches(fake))
-    process = subprocess.Popen(
-        [
-            *gembulk_command(),
-            "run",
-            str(data),
-            "-t",
-            "{text}",
-            "--context",
-            str(document),
-            "-o",
-            str(out),
-            "-c",
-            "2",
-        ],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 4)
-    [first] = set(caches(fake)) - before
+    run = start_context_run(fake, tmp_path, 30, written=4)
+    [first] = set(caches(fake)) - run.before
     delete_cache(fake, first)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    _, stderr = run.process.communicate(timeout=60)
+    assert run.process.returncode == 0, stderr
     assert "disappeared (expired or deleted); recreating it once" in stderr
-    records = read_jsonl(out)
+    records = read_jsonl(run.out)
     assert len(records) == 30 and all(r["error"] is None and r["usage"]["cached_tokens"] > 0 for r in records)
-    assert fake.stats()["caches_created"] == 2 and set(caches(fake)) == before
+    assert fake.stats()["caches_created"] == 2 and set(caches(fake)) == run.before
 
 
 @pytest.mark.timing
 def test_a_cache_left_by_sigkill_is_reused_by_the_next_run_then_deleted(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
-    fake.configure(latency=0.25)
-    data, document = tickets(tmp_path, 30), policy(tmp_path, 5_000)
-    out = tmp_path / "out.jsonl"
-    before = set(caches(fake))
-    args = ["run", str(data), "-t", "{text}", "--context", str(document), "-o", str(out), "-c", "2"]
-    process = subprocess.Popen(
-        [*gembulk_command(), *args],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2)
-    process.kill()
-    process.wait(timeout=10)
-    [left] = set(caches(fake)) - before
+    run = start_context_run(fake, tmp_path, 30, written=2)
+    run.process.kill()
+    run.process.communicate(timeout=10)
+    [left] = set(caches(fake)) - run.before
     fake.configure(latency=0.0)
-    result = run_cli(args, fake.url)
+    result = run_cli(run.args, fake.url)
     assert result.returncode == 0, result.stderr
     assert f"reusing {left}" in result.stderr
     assert fake.stats()["caches_created"] == 1  # only the killed run's
-    assert set(caches(fake)) == before
-    assert all(r["usage"]["cached_tokens"] > 0 for r in read_jsonl(out))
+    assert set(caches(fake)) == run.before
+    assert all(r["usage"]["cached_tokens"] > 0 for r in read_jsonl(run.out))
 
 
 def test_a_short_context_goes_inline_first_in_every_request(fake: FakeAPI, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ midway, the files at rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,16 @@ from pathlib import Path
 import pytest
 
 from gembulk.fake import expected_text
-from tests.cli_support import FakeAPI, by_id, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
+from tests.cli_support import (
+    FakeAPI,
+    by_id,
+    cli_env,
+    gembulk_command,
+    read_jsonl,
+    run_cli,
+    start_cli,
+    write_csv,
+)
 
 
 def make_input(tmp_path: Path, n: int, name: str = "in.csv", prefix: str = "row") -> Path:
@@ -62,13 +72,7 @@ def test_an_overlapping_run_exits_4_at_once_and_writes_nothing(fake: FakeAPI, tm
     n = 200  # five seconds at -c 4: the second run starts well within them
     path = make_input(tmp_path, n)
     out = tmp_path / "out.jsonl"
-    first = subprocess.Popen(
-        [*gembulk_command(), *run_args(path, out, "-c", "4")],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_cli(run_args(path, out, "-c", "4"), fake.url)
     try:
         deadline = time.monotonic() + 20
         while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
@@ -333,6 +337,21 @@ def test_outputs_that_are_not_regular_files_are_written_as_streams(fake: FakeAPI
 # -- 7. local I/O failures are user errors ---------------------------------------------------------
 
 
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str, *, refused: str) -> Iterator[None]:
+    """A real tmpfs mounted on `mount` with `options`, unmounted at the end; the test is skipped (saying
+    `refused` and why) where mount refuses it."""
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"{refused}: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB tmpfs, unmounted at the end."""
@@ -342,15 +361,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         )
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount refused a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(mount, "size=64k", refused="mount refused a tmpfs here"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_stops_the_run_with_exit_3_and_the_rerun_completes(
@@ -386,15 +398,8 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o700)
         return
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip("root ignores permissions and a read-only mount was refused")
-    try:
+    with tmpfs(folder, "ro,size=64k", refused="root ignores permissions and a read-only mount was refused"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_unwritable_outputs_are_refused_before_anything_is_sent(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from gembulk.fake import expected_text
-from tests.cli_support import FakeAPI, cli_env, gembulk_command, read_jsonl, run_cli, write_csv
+from tests.cli_support import FakeAPI, read_jsonl, run_cli, start_cli, write_csv
 
 
 def make_input(tmp_path: Path, n: int, marker: dict[int, str] | None = None) -> Path:
@@ -88,9 +87,7 @@ def test_sigkill_mid_run_then_rerun_loses_nothing_and_pays_nothing_twice(
     path = make_input(tmp_path, n)
     out = tmp_path / "out.jsonl"
     args = ["run", str(path), "-t", "{text}", "-o", str(out), "-c", "4"]
-    process = subprocess.Popen(
-        [*gembulk_command(), *args], env=cli_env(fake.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    process = start_cli(args, fake.url)
     wait_for_records(out, 12)
     process.kill()
     process.wait(timeout=10)
@@ -123,13 +120,7 @@ def test_sigint_stops_gracefully_with_exit_130_and_resume_hint(fake: FakeAPI, tm
     path = make_input(tmp_path, n)
     out = tmp_path / "out.jsonl"
     args = ["run", str(path), "-t", "{text}", "-o", str(out), "-c", "3"]
-    process = subprocess.Popen(
-        [*gembulk_command(), *args],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(args, fake.url)
     wait_for_records(out, 3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -152,13 +143,7 @@ def test_sigterm_behaves_like_sigint(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(latency=0.3)
     path = make_input(tmp_path, 30)
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen(
-        [*gembulk_command(), "run", str(path), "-t", "{text}", "-o", str(out), "-c", "2"],
-        env=cli_env(fake.url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(["run", str(path), "-t", "{text}", "-o", str(out), "-c", "2"], fake.url)
     wait_for_records(out, 2)
     process.terminate()
     _, stderr = process.communicate(timeout=30)

@@ -34,6 +34,14 @@ def site() -> Iterator[MediaSite]:
 
 
 @pytest.fixture
+def port(site: MediaSite) -> str:
+    """The media site's port, with /secret.png served there: what no row may fetch by any name of this
+    host."""
+    site.add("/secret.png", blob(5, 100))
+    return site.url.rsplit(":", 1)[1]
+
+
+@pytest.fixture
 def outside(tmp_path: Path) -> dict[str, Path]:
     """A job folder (the attachment root) and, beside it, files a row must never reach."""
     job = tmp_path / "job"
@@ -146,11 +154,9 @@ def test_allow_private_urls_lifts_only_the_address_rule(
 
 
 def test_internal_addresses_are_never_requested(
-    fake: FakeAPI, site: MediaSite, outside: dict[str, Path]
+    fake: FakeAPI, site: MediaSite, outside: dict[str, Path], port: str
 ) -> None:
     job = outside["job"]
-    port = site.url.rsplit(":", 1)[1]
-    site.add("/secret.png", blob(5, 100))
     # What an upper-case scheme would have named as a local path: it must not be read either.
     as_path = job / "HTTP:" / f"127.0.0.1:{port}" / "secret.png"
     as_path.parent.mkdir(parents=True)
@@ -196,13 +202,11 @@ def test_internal_addresses_are_never_requested(
 
 
 def test_redirects_are_checked_hop_by_hop_through_a_proxy(
-    fake: FakeAPI, site: MediaSite, outside: dict[str, Path]
+    fake: FakeAPI, site: MediaSite, outside: dict[str, Path], port: str
 ) -> None:
     # The local server plays an HTTP proxy for a public address (1.1.1.1 is never connected: the proxy
     # answers for it), so a first hop is allowed and the redirect it answers is what gets checked.
     job = outside["job"]
-    port = site.url.rsplit(":", 1)[1]
-    site.add("/secret.png", blob(8, 100))
     site.files["http://1.1.1.1/ok.png"] = ("image/png", blob(9, 100))
     site.redirects["http://1.1.1.1/hop"] = "/ok.png"
     site.redirects["http://1.1.1.1/to-loopback"] = f"http://127.0.0.1:{port}/secret.png"

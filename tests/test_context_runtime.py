@@ -93,6 +93,14 @@ async def opened(made: ContextRuntime, requests: int = 100) -> ContextRuntime:
     return made
 
 
+async def opened_over(tmp_path: Any) -> tuple[ContextRuntime, Seam, list[str]]:
+    """A runtime opened, for 100 requests, over a seam that caches: it, the seam, its messages."""
+    clock = FakeClock()
+    seam = Seam(clock)
+    made, messages = runtime(tmp_path, seam, clock)
+    return await opened(made), seam, messages
+
+
 async def test_a_model_that_cannot_cache_goes_inline_with_one_warning(tmp_path: Any) -> None:
     clock = FakeClock()
     refused = CallFailed(
@@ -111,10 +119,7 @@ async def test_a_model_that_cannot_cache_goes_inline_with_one_warning(tmp_path: 
 
 
 async def test_a_cached_model_names_its_cache_and_no_system_instruction(tmp_path: Any) -> None:
-    clock = FakeClock()
-    seam = Seam(clock)
-    made, messages = runtime(tmp_path, seam, clock)
-    await opened(made)
+    made, _, messages = await opened_over(tmp_path)
     settings = made.settings_for(MODEL)
     assert settings.cached_content == "cachedContents/c1" and settings.system == "Answer in a word."
     assert settings.shared == ()  # the request's config drops the system instruction: the cache holds it
@@ -123,10 +128,7 @@ async def test_a_cached_model_names_its_cache_and_no_system_instruction(tmp_path
 
 
 async def test_a_lost_cache_is_recreated_once_even_when_many_requests_see_it_lost(tmp_path: Any) -> None:
-    clock = FakeClock()
-    seam = Seam(clock)
-    made, messages = runtime(tmp_path, seam, clock)
-    await opened(made)
+    made, seam, messages = await opened_over(tmp_path)
     used = made.settings_for(MODEL)
     assert all(await asyncio.gather(*(made.recover(MODEL, used, GONE) for _ in range(5))))
     assert seam.created == ["cachedContents/c1", "cachedContents/c2"]
@@ -139,9 +141,7 @@ async def test_a_lost_cache_is_recreated_once_even_when_many_requests_see_it_los
 
 
 async def test_other_failures_are_the_request_s_own(tmp_path: Any) -> None:
-    clock = FakeClock()
-    made, _ = runtime(tmp_path, Seam(clock), clock)
-    await opened(made)
+    made, _, _ = await opened_over(tmp_path)
     used = made.settings_for(MODEL)
     assert not await made.recover(MODEL, used, CallFailed("INVALID_ARGUMENT", "bad", code=400))
     assert not await made.recover(MODEL, GenerationSettings(shared=(SharedPart(text="x"),)), GONE)
@@ -173,10 +173,7 @@ async def test_a_cache_a_killed_run_left_is_reused_and_storage_is_priced_by_the_
 async def test_keep_alive_pushes_every_online_cache_forward(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    seam = Seam(clock)
-    made, _ = runtime(tmp_path, seam, clock)
-    await opened(made)
+    made, seam, _ = await opened_over(tmp_path)
     monkeypatch.setattr(caches_module, "REFRESH_EVERY", 0)
     keeping = asyncio.create_task(made.caches.keep_alive())
     await asyncio.wait_for(seam.refreshed.wait(), timeout=5)

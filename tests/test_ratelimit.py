@@ -104,10 +104,16 @@ async def test_uneven_requests_never_overfill_a_second() -> None:
     assert rate > 0.85 * 600  # one at a time (no lookahead) still fills most of each second
 
 
+def one_second_window(clock: FakeClock | SteppedClock) -> TokenWindow:
+    """6,000 tokens a minute (100 a second), kept to a one-second window whatever the requests' size."""
+    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
+    tokens.shorten()
+    return tokens
+
+
 async def test_a_request_larger_than_a_second_goes_alone_and_counts_for_its_seconds() -> None:
     clock = FakeClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
-    tokens.shorten()  # a one-second window whatever the requests' size
+    tokens = one_second_window(clock)
     await tokens.acquire(300)
     start = clock.now
     await tokens.acquire(50)
@@ -159,8 +165,7 @@ async def test_unlimited_logs_nothing() -> None:
 
 async def test_settlement_corrects_what_the_window_holds() -> None:
     clock = FakeClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
-    tokens.shorten()
+    tokens = one_second_window(clock)
     sent = await tokens.acquire(30)
     assert sent is not None
     tokens.settle(sent, 90)  # the server counted three times the estimate
@@ -179,8 +184,7 @@ async def test_settlement_corrects_what_the_window_holds() -> None:
 
 async def test_a_count_known_after_the_second_passed_is_still_paid_for() -> None:
     clock = FakeClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
-    tokens.shorten()
+    tokens = one_second_window(clock)
     sent = await tokens.acquire(30)
     assert sent is not None
     clock.advance(2.0)  # a slow answer: its entry has left the window
@@ -192,8 +196,7 @@ async def test_a_count_known_after_the_second_passed_is_still_paid_for() -> None
 
 async def test_a_smaller_request_may_pass_one_that_does_not_fit() -> None:
     clock = SteppedClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
-    tokens.shorten()
+    tokens = one_second_window(clock)
     await tokens.acquire(70)
     big = asyncio.create_task(tokens.acquire(50))
     await settle()
@@ -206,8 +209,7 @@ async def test_a_smaller_request_may_pass_one_that_does_not_fit() -> None:
 
 async def test_a_waiter_is_passed_over_a_bounded_number_of_times() -> None:
     clock = SteppedClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)  # 100 a second
-    tokens.shorten()
+    tokens = one_second_window(clock)
     await tokens.acquire(10)  # the big one below never fits next to anything
     big = asyncio.create_task(tokens.acquire(95))
     await settle()
@@ -226,8 +228,7 @@ async def test_a_waiter_is_passed_over_a_bounded_number_of_times() -> None:
 
 async def test_a_waiter_cancelled_before_its_clean_up_is_never_admitted() -> None:
     clock = SteppedClock()
-    tokens = TokenWindow(6000, clock=clock, sleep=clock.sleep)
-    tokens.shorten()
+    tokens = one_second_window(clock)
     first = await tokens.acquire(90)
     assert first is not None
     waiting = asyncio.create_task(tokens.acquire(50))

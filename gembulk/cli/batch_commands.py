@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +32,9 @@ from gembulk.settings import (
     require_api_key,
     resolve_base_url,
 )
+
+if TYPE_CHECKING:
+    from gembulk.batch.commands import Connection
 
 EXAMPLES = """\
 Examples:
@@ -87,11 +92,12 @@ _OutputOpt = Annotated[
     str | None,
     typer.Option("-o", "--output", help="Output file (default: the OUT the batch was submitted for)."),
 ]
+_JobOutputOpt = Annotated[
+    str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
+]
 
 
-def _connection(  # type: ignore[no-untyped-def]
-    api_key: str | None, api_key_file: str | None, base_url: str | None
-):
+def _connection(api_key: str | None, api_key_file: str | None, base_url: str | None) -> Connection:
     """How to reach the API; checked before the batch modules (and the SDK with them) are imported."""
     key, url = require_api_key(api_key_of(api_key, api_key_file)), resolve_base_url(base_url)
     from gembulk.batch.commands import Connection
@@ -99,12 +105,25 @@ def _connection(  # type: ignore[no-untyped-def]
     return Connection(api_key=key, base_url=url)
 
 
+def _print_answer(
+    ask: Callable[[ModuleType, Connection], Awaitable[str]],
+    api_key: str | None,
+    api_key_file: str | None,
+    base_url: str | None,
+) -> None:
+    """Reach the API, ask the batch commands (imported only then: they bring the SDK), print the answer."""
+    connection = _connection(api_key, api_key_file, base_url)
+    import asyncio
+
+    from gembulk.batch import commands
+
+    print(asyncio.run(ask(commands, connection)))
+
+
 @batch_app.command("status", help="Show the state of a batch job, or of every job of a state file.")
 def batch_status(
     target: _TargetArg,
-    output: Annotated[
-        str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
-    ] = None,
+    output: _JobOutputOpt = None,
     as_json: _JsonOpt = False,
     api_key: ApiKeyOpt = None,
     api_key_file: ApiKeyFileOpt = None,
@@ -112,32 +131,30 @@ def batch_status(
     debug: DebugOpt = False,
 ) -> None:
     setup_logging(debug)
-    connection = _connection(api_key, api_key_file, base_url)
-    import asyncio
-
-    from gembulk.batch import commands
-
-    print(asyncio.run(commands.status(target, output, connection, as_json=as_json)))
+    _print_answer(
+        lambda commands, connection: commands.status(target, output, connection, as_json=as_json),
+        api_key,
+        api_key_file,
+        base_url,
+    )
 
 
 @batch_app.command("cancel", help="Cancel a batch job, or every unfinished job of a state file.")
 def batch_cancel(
     target: _TargetArg,
-    output: Annotated[
-        str | None, typer.Option("-o", "--output", help="With a job name: the OUT whose state file lists it.")
-    ] = None,
+    output: _JobOutputOpt = None,
     api_key: ApiKeyOpt = None,
     api_key_file: ApiKeyFileOpt = None,
     base_url: BaseUrlOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     setup_logging(debug)
-    connection = _connection(api_key, api_key_file, base_url)
-    import asyncio
-
-    from gembulk.batch import commands
-
-    print(asyncio.run(commands.cancel(target, output, connection)))
+    _print_answer(
+        lambda commands, connection: commands.cancel(target, output, connection),
+        api_key,
+        api_key_file,
+        base_url,
+    )
 
 
 @batch_app.command("list", help="List the newest batch jobs of this API key.")
@@ -151,22 +168,30 @@ def batch_list(
 ) -> None:
     setup_logging(debug)
     check_positive("--limit", limit)
-    connection = _connection(api_key, api_key_file, base_url)
-    import asyncio
+    _print_answer(
+        lambda commands, connection: commands.list_jobs(connection, limit=limit, as_json=as_json),
+        api_key,
+        api_key_file,
+        base_url,
+    )
 
-    from gembulk.batch import commands
 
-    print(asyncio.run(commands.list_jobs(connection, limit=limit, as_json=as_json)))
+def _wait_options(timeout: float | None, poll_interval: float, poll_max_interval: float) -> BatchOptions:
+    check_positive("--poll-interval", poll_interval)
+    check_positive("--poll-max-interval", poll_max_interval)
+    check_positive("--timeout", timeout)
+    return BatchOptions(
+        mode=BatchMode.WAIT,
+        poll_interval=poll_interval,
+        poll_max_interval=max(poll_interval, poll_max_interval),
+        wait_timeout=timeout,
+    )
 
 
 def _collect(
-    mode: BatchMode,
     target: str,
     output: str | None,
-    *,
-    timeout: float | None,
-    poll_interval: float,
-    poll_max_interval: float,
+    batch: BatchOptions,
     fallback: Fallback | None,
     keep_files: bool | None,
     progress: ProgressMode,
@@ -175,19 +200,10 @@ def _collect(
     api_key_file: str | None,
     base_url: str | None,
 ) -> None:
-    check_positive("--poll-interval", poll_interval)
-    check_positive("--poll-max-interval", poll_max_interval)
-    check_positive("--timeout", timeout)
-    options = BatchOptions(
-        mode=mode,
-        poll_interval=poll_interval,
-        poll_max_interval=max(poll_interval, poll_max_interval),
-        wait_timeout=timeout,
-    )
     how = CollectOptions(
         api_key=api_key_of(api_key, api_key_file),
         base_url=resolve_base_url(base_url),
-        batch=options,
+        batch=batch,
         fallback_online=None if fallback is None else fallback is Fallback.ONLINE,
         keep_files=keep_files,
         progress=progress,
@@ -227,21 +243,8 @@ def batch_wait(
     debug: DebugOpt = False,
 ) -> None:
     setup_logging(debug)
-    _collect(
-        BatchMode.WAIT,
-        target,
-        output,
-        timeout=timeout,
-        poll_interval=poll_interval,
-        poll_max_interval=poll_max_interval,
-        fallback=fallback,
-        keep_files=keep_files,
-        progress=progress,
-        quiet=quiet,
-        api_key=api_key,
-        api_key_file=api_key_file,
-        base_url=base_url,
-    )
+    batch = _wait_options(timeout, poll_interval, poll_max_interval)
+    _collect(target, output, batch, fallback, keep_files, progress, quiet, api_key, api_key_file, base_url)
 
 
 @batch_app.command(
@@ -262,18 +265,5 @@ def batch_fetch(
     debug: DebugOpt = False,
 ) -> None:
     setup_logging(debug)
-    _collect(
-        BatchMode.FETCH,
-        target,
-        output,
-        timeout=None,
-        poll_interval=DEFAULT_POLL_INTERVAL,
-        poll_max_interval=DEFAULT_POLL_MAX_INTERVAL,
-        fallback=fallback,
-        keep_files=keep_files,
-        progress=progress,
-        quiet=quiet,
-        api_key=api_key,
-        api_key_file=api_key_file,
-        base_url=base_url,
-    )
+    batch = BatchOptions(mode=BatchMode.FETCH)
+    _collect(target, output, batch, fallback, keep_files, progress, quiet, api_key, api_key_file, base_url)

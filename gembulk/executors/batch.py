@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import IO
+from typing import IO, Unpack
 
 from gembulk.batch import state as batch_state
 from gembulk.batch.jobs import BatchService, JobStatus, PollSettings, poll
@@ -29,13 +29,11 @@ from gembulk.batch.results import (
     read_line,
 )
 from gembulk.batch.state import BatchState, JobRef
-from gembulk.context.runtime import ContextRuntime
 from gembulk.executors import Emit, Executor, RequestSource
-from gembulk.executors.batch_submit import BatchSubmission
-from gembulk.media import MediaResolver
+from gembulk.executors.batch_submit import BatchSubmission, SubmissionParts
 from gembulk.observer import RunObserver
 from gembulk.records import Outcome, PromptRequest, RowError
-from gembulk.settings import BatchMode, BatchOptions, GenerationSettings
+from gembulk.settings import BatchMode
 
 logger = logging.getLogger(__name__)
 
@@ -63,38 +61,16 @@ class BatchExecutor:
     """
 
     def __init__(
-        self,
-        *,
-        service: BatchService,
-        options: BatchOptions,
-        state: BatchState,
-        state_file: str | None,
-        settings: GenerationSettings,
-        observer: RunObserver,
-        online: Callable[[], Executor] | None = None,
-        stdin_spool: str | None = None,
-        media: MediaResolver | None = None,
-        context: ContextRuntime | None = None,
+        self, *, online: Callable[[], Executor] | None = None, **parts: Unpack[SubmissionParts]
     ) -> None:
-        self._service = service
-        self._context = context
-        self._options = options
-        self._settings = settings
-        self._observer = observer
+        self._service = parts["service"]
+        self._context = parts.get("context")
+        self._options = parts["options"]
+        self._settings = parts["settings"]
+        self._observer = parts["observer"]
         self._online = online
         self._stopping = asyncio.Event()
-        self._submission = BatchSubmission(
-            service=service,
-            options=options,
-            state=state,
-            state_file=state_file,
-            settings=settings,
-            observer=observer,
-            stopping=self._stopping,
-            stdin_spool=stdin_spool,
-            media=media,
-            context=context,
-        )
+        self._submission = BatchSubmission(stopping=self._stopping, **parts)
         self._online_executor: Executor | None = None
         self._statuses: dict[str, JobStatus] = {}
         self._collected = False

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import NotRequired, TypedDict, Unpack
 
 from gembulk.batch import state as batch_state
 from gembulk.batch.build import Part, build_parts
@@ -28,33 +29,35 @@ from gembulk.records import CallFailed, PromptRequest, RowError
 from gembulk.settings import BatchOptions, GenerationSettings
 
 
+class SubmissionParts(TypedDict):
+    """What a batch run is built from: BatchSubmission takes these, BatchExecutor these and its fallback."""
+
+    service: BatchService
+    options: BatchOptions
+    state: BatchState
+    state_file: str | None
+    settings: GenerationSettings
+    observer: RunObserver
+    stdin_spool: NotRequired[str | None]
+    media: NotRequired[MediaResolver | None]
+    context: NotRequired[ContextRuntime | None]
+
+
 class BatchSubmission:
     """The jobs of one batch run as far as submitted (`state`), and the steps that submit the rest."""
 
-    def __init__(
-        self,
-        *,
-        service: BatchService,
-        options: BatchOptions,
-        state: BatchState,
-        state_file: str | None,
-        settings: GenerationSettings,
-        observer: RunObserver,
-        stopping: asyncio.Event,
-        stdin_spool: str | None = None,
-        media: MediaResolver | None = None,
-        context: ContextRuntime | None = None,
-    ) -> None:
-        self._service = service
+    def __init__(self, *, stopping: asyncio.Event, **parts: Unpack[SubmissionParts]) -> None:
+        state, state_file, context = parts["state"], parts["state_file"], parts.get("context")
+        self._service = parts["service"]
         self._context = context
-        self._options = options
+        self._options = parts["options"]
         self._state = state
         self._state_file = state_file
-        self._settings = settings
-        self._observer = observer
+        self._settings = parts["settings"]
+        self._observer = parts["observer"]
         self._stopping = stopping
-        self._stdin_spool = stdin_spool
-        self._media = media
+        self._stdin_spool = parts.get("stdin_spool")
+        self._media = parts.get("media")
         self._adopted = bool(state.jobs)  # jobs from an earlier run: some may be created but unrecorded
         if context is not None and state.jobs:  # their lines name the caches the state file lists
             context.adopt(state.context.get("caches") or {})

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import random
 import signal
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -29,6 +29,18 @@ _BATCHES = {"batchGenerateContent": "generate", "asyncBatchEmbedContent": "embed
 _EMBED = frozenset({"embedContent", "batchEmbedContents"})
 
 __all__ = ["REQUEST_LIMIT", "FakeServer", "serve"]
+
+
+class _Route(NamedTuple):
+    """A request with its path taken apart: /[upload|download/]VERSION/COLLECTION/NAME[:VERB]."""
+
+    request: web.Request
+    prefix: str
+    version: str
+    rest: list[str]
+    name: str
+    verb: str
+    method: str
 
 
 class FakeServer:
@@ -99,27 +111,19 @@ class FakeServer:
         ):
             self.stats.api_faults += 1
             return wire.transient(self.rng.choice((500, 503)))
-        route = (request, prefix, version, rest, name, verb, method)
+        route = _Route(request, prefix, version, rest, name, verb, method)
         if collection == "models":
-            return await self._models(*route)
+            return await self._models(route)
         if collection == "files":
-            return await self._files(*route)
+            return await self._files(route)
         if collection == "batches" and not prefix:
             return await self._batches(request, rest, name, verb, method)
         if collection == "cachedContents" and not prefix:
             return await self._caches(request, version, rest, name, method)
         return wire.not_found_path(path)
 
-    async def _models(
-        self,
-        request: web.Request,
-        prefix: str,
-        version: str,
-        rest: list[str],
-        name: str,
-        verb: str,
-        method: str,
-    ) -> web.StreamResponse:
+    async def _models(self, route: _Route) -> web.StreamResponse:
+        request, prefix, version, rest, name, verb, method = route
         if prefix or (rest and not name):
             return wire.not_found_path(request.path)
         if method == "GET" and not verb:
@@ -158,16 +162,8 @@ class FakeServer:
         reader = Reader(_BATCHES[verb], spec, version, strict)
         return self.batches.create(reader, body, config.batch_pending, config.batch_running, config.seed)
 
-    async def _files(
-        self,
-        request: web.Request,
-        prefix: str,
-        version: str,
-        rest: list[str],
-        name: str,
-        verb: str,
-        method: str,
-    ) -> web.StreamResponse:
+    async def _files(self, route: _Route) -> web.StreamResponse:
+        request, prefix, version, rest, name, verb, method = route
         base = f"{request.scheme}://{request.host}"
         if prefix == "upload" and not rest and method == "POST":
             if "upload_id" not in request.query and (denied := self._auth(request)):
