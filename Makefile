@@ -22,9 +22,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(T),-x -k $(T),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
-# The fake against other clients (other google-genai versions and @google/genai, installed into .conformance/).
+# The fake against other clients (other google-genai versions and @google/genai, installed into .conformance/),
+# and gembulk's own SDK-facing tests under the lowest google-genai pyproject.toml allows (--sdk-floor).
 conformance: $(STAMP)
-	$(BIN)/python -m pytest tests/conformance -rs $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/conformance -rs --sdk-floor $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python samples/demo.py

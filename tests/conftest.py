@@ -17,6 +17,14 @@ from tests.cli_support import OWNED, FakeAPI, describe, process_ids, running_pro
 _interrupted = False
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--sdk-floor",
+        action="store_true",
+        help="also run gembulk's SDK-facing tests under the lowest google-genai allowed (make conformance)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # PR_SET_CHILD_SUBREAPER (36): a process orphaned under this one (the child of a gembulk a test
     # killed, the fake of a worker that crashed) is re-parented here instead of to init, so the checks

@@ -3,10 +3,13 @@
 The project's own venv is never changed: another google-genai version gets its own venv, and the
 JavaScript SDK its own node_modules, each created once and reused by later runs. Anything that cannot
 be created (no network to the package index, no node/npm) is a skip with the reason, never a failure.
+A last venv holds this checkout itself (editable, with its test extras) beside the lowest google-genai
+pyproject.toml allows, so gembulk's own SDK-facing tests run against that floor too (`make conformance`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -33,8 +36,9 @@ def _run(args: list[str], timeout: float = _INSTALL_TIMEOUT) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Unavailable(f"{' '.join(args[:4])}: {exc}") from None
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise Unavailable(f"{' '.join(args[:4])} failed: {' | '.join(tail)}")
+        lines = [line.strip() for line in (done.stderr or done.stdout).strip().splitlines()]
+        errors = [line for line in lines if line.startswith("ERROR:")]  # pip's reason, not its epilogue
+        raise Unavailable(f"{' '.join(args[:4])} failed: {' | '.join((errors or lines)[-3:])}")
     return done.stdout
 
 
@@ -69,20 +73,48 @@ def sdk_version(which: str) -> str:
     return str(allowed[-1])
 
 
-def sdk_python(version: str) -> Path:
-    """The python of a venv holding google-genai==version, made on first use."""
-    home = CACHE / f"python-google-genai-{version}"
+def sdk_floor() -> str:
+    """The lowest google-genai pyproject.toml allows: the version of its lower bound (">=3.3" -> "3.3")."""
+    bounds = [Version(spec.version) for spec in pinned_range() if spec.operator in (">=", "~=", "==")]
+    if not bounds:
+        raise ValueError(f"pyproject.toml gives google-genai no lower bound: {pinned_range() or 'none'}")
+    return str(max(bounds))
+
+
+def _made(home: Path, stamp: str) -> bool:
+    ready = home / ".ready"
+    if not (ready.exists() and (home / "bin" / "python").exists()):
+        return False
+    return ready.read_text(encoding="utf-8").strip() == stamp
+
+
+def _venv(home: Path, stamp: str, requirements: list[str]) -> Path:
+    """The python of the venv `home`, made with `requirements` unless it was made with the same `stamp`."""
     python = home / "bin" / "python"
-    if (home / ".ready").exists() and python.exists():
+    if _made(home, stamp):
         return python
     shutil.rmtree(home, ignore_errors=True)
     base = getattr(sys, "_base_executable", sys.executable)
     _run([base, "-m", "venv", str(home)])
-    _run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"google-genai=={version}"]
-    )
-    (home / ".ready").write_text(version + "\n", encoding="utf-8")
+    _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements])
+    (home / ".ready").write_text(stamp + "\n", encoding="utf-8")
     return python
+
+
+def sdk_python(version: str) -> Path:
+    """The python of a venv holding google-genai==version, made on first use."""
+    return _venv(CACHE / f"python-google-genai-{version}", version, [f"google-genai=={version}"])
+
+
+def gembulk_python(sdk: str) -> Path:
+    """The python of a venv holding this checkout (editable, with its test extras) and google-genai==sdk,
+    made on first use and made again when pyproject.toml (its dependencies) changes."""
+    pyproject = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return _venv(
+        CACHE / f"gembulk-google-genai-{sdk}",
+        f"{sdk} {pyproject}",
+        ["-e", f"{ROOT}[test]", f"google-genai=={sdk}"],
+    )
 
 
 def node_sdk(script: Path) -> tuple[str, Path]:
