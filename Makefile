@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The suite runs in TEST_WORKERS xdist workers (2: measured best on the 2-core machine it must fit in 5
-# minutes on; tests marked `timing` still run alone). T=pattern runs the matching tests in one process.
+# minutes on; tests marked `timing` run at the end, apart from the others). T=pattern runs the matching tests in one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)

@@ -71,8 +71,8 @@ def _fail_on_leftovers(leftovers: list, who: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist, the timing tests come last (xdist hands tests out in this order): run alone one
-    after another at the end, they cost the other workers no wait for each long test in between."""
+    """Under xdist, the timing tests come last (xdist hands tests out in this order): run together at
+    the end, apart from the rest, they cost the other workers no wait for each long test in between."""
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: item.get_closest_marker("timing") is not None)
 
@@ -81,23 +81,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def alone_if_timing(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Under xdist, a test marked `timing` runs with no other test beside it: its deadlines and quota
-    windows see the machine as a serial run does. A readers-writer lock shared by the run's workers:
-    every test holds it shared, a timing test exclusively; the turnstile keeps a timing test that waits
-    from being overtaken by the tests the other workers keep starting."""
+    """Under xdist, a test marked `timing` runs with no other kind of test beside it: its deadlines and
+    quota windows never share the cores with the CPU-heavy rest of the suite. Timing tests may run beside
+    each other (they mostly wait, one per worker: two on two cores), which halves the serial tail.
+
+    Two locks shared by the run's workers make it a two-room lock. An ordinary test passes through the
+    "timing" room's door (exclusive: no timing test is running) into the "ordinary" room (shared). A
+    timing test holds the "timing" room (shared) and empties the ordinary one (exclusive, then let go):
+    once it holds the timing room no ordinary test can enter, and the ones inside have finished.
+    """
     if not hasattr(request.config, "workerinput"):
         yield  # one process: nothing runs beside anything
         return
-    exclusive = request.node.get_closest_marker("timing") is not None
     run_dir = tmp_path_factory.getbasetemp().parent  # the controller's base temp: this run's, no other's
-    with (run_dir / "timing.turnstile").open("a") as turnstile, (run_dir / "timing.lock").open("a") as lock:
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        finally:
-            if not exclusive:
-                fcntl.flock(turnstile, fcntl.LOCK_UN)
-        yield  # closing the files releases both locks (and a crashed worker's too)
+    with (run_dir / "timing.lock").open("a") as timing, (run_dir / "ordinary.lock").open("a") as ordinary:
+        if request.node.get_closest_marker("timing") is not None:
+            fcntl.flock(timing, fcntl.LOCK_SH)
+            fcntl.flock(ordinary, fcntl.LOCK_EX)  # waits for the ordinary tests still running
+            fcntl.flock(ordinary, fcntl.LOCK_UN)
+        else:
+            fcntl.flock(timing, fcntl.LOCK_EX)  # waits while a timing test runs
+            fcntl.flock(ordinary, fcntl.LOCK_SH)
+            fcntl.flock(timing, fcntl.LOCK_UN)
+        yield  # closing the files releases the locks (and a crashed worker's too)
 
 
 @pytest.hookimpl(trylast=True)

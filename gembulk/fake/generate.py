@@ -79,6 +79,7 @@ class Generation:
         self, request: web.Request, version: str, spec: ModelSpec, verb: str
     ) -> web.StreamResponse:
         stats = self.server.stats
+        epoch = stats.epoch
         stats.in_flight += 1
         stats.peak = max(stats.peak, stats.in_flight)
         if verb == "countTokens":
@@ -89,7 +90,9 @@ class Generation:
             response = await self._inner(request, version, spec, verb)
         finally:
             stats.in_flight -= 1
-        if response.status == DROPPED:
+        if stats.epoch != epoch:
+            pass  # begun before a reset (a killed client's request, answered late): not this period's
+        elif response.status == DROPPED:
             stats.dropped += 1
         else:
             stats.by_status[response.status] = stats.by_status.get(response.status, 0) + 1

@@ -32,11 +32,13 @@ class Stats:
     inline_bytes: int = 0
     file_parts: int = 0
     media_sha256: dict[str, int] = field(default_factory=dict)
+    epoch: int = 0  # how many times cleared: a request begun before a clear is not counted when it ends
 
     def clear(self) -> None:
-        """Zero every counter in place; requests still in flight stay counted (their handlers hold self)."""
+        """Zero every counter in place; requests still in flight stay counted as in flight (their handlers
+        hold self), but what they end with belongs to the period before the clear."""
         in_flight = self.in_flight
-        self.__init__(in_flight=in_flight, peak=in_flight)  # type: ignore[misc]
+        self.__init__(in_flight=in_flight, peak=in_flight, epoch=self.epoch + 1)  # type: ignore[misc]
 
     def count_prompt(self, text: str) -> None:
         attempts = self.by_prompt[text] = self.by_prompt.get(text, 0) + 1
