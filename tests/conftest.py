@@ -9,6 +9,7 @@ import fcntl
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,8 +83,8 @@ def alone_if_timing(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """Under xdist, a test marked `timing` runs with no other kind of test beside it: its deadlines and
-    quota windows never share the cores with the CPU-heavy rest of the suite. Timing tests may run beside
-    each other (they mostly wait, one per worker: two on two cores), which halves the serial tail.
+    quota windows never share the cores with the CPU-heavy rest of the suite. Up to TIMING_SLOTS of them
+    run beside each other (they mostly wait), which halves the tail they make at the end of the run.
 
     Two locks shared by the run's workers make it a two-room lock. An ordinary test passes through the
     "timing" room's door (exclusive: no timing test is running) into the "ordinary" room (shared). A
@@ -94,8 +95,11 @@ def alone_if_timing(
         yield  # one process: nothing runs beside anything
         return
     run_dir = tmp_path_factory.getbasetemp().parent  # the controller's base temp: this run's, no other's
-    with (run_dir / "timing.lock").open("a") as timing, (run_dir / "ordinary.lock").open("a") as ordinary:
-        if request.node.get_closest_marker("timing") is not None:
+    timing_test = request.node.get_closest_marker("timing") is not None
+    with contextlib.ExitStack() as held:  # closing the files releases the locks (a crashed worker's too)
+        timing, ordinary = (held.enter_context((run_dir / name).open("a")) for name in ROOMS)
+        if timing_test:
+            held.enter_context(_timing_slot(run_dir, request.config.workerinput["workerid"]))
             fcntl.flock(timing, fcntl.LOCK_SH)
             fcntl.flock(ordinary, fcntl.LOCK_EX)  # waits for the ordinary tests still running
             fcntl.flock(ordinary, fcntl.LOCK_UN)
@@ -103,7 +107,28 @@ def alone_if_timing(
             fcntl.flock(timing, fcntl.LOCK_EX)  # waits while a timing test runs
             fcntl.flock(ordinary, fcntl.LOCK_SH)
             fcntl.flock(timing, fcntl.LOCK_UN)
-        yield  # closing the files releases the locks (and a crashed worker's too)
+        yield
+
+
+ROOMS = ("timing.lock", "ordinary.lock")
+TIMING_SLOTS = 2  # timing tests at once, whatever the number of workers: the machine has two cores
+
+
+@contextlib.contextmanager
+def _timing_slot(run_dir: Path, worker: str) -> Iterator[None]:
+    """One of TIMING_SLOTS slots, taken before the timing room (so a test waiting for a slot keeps no
+    ordinary test out): a free one if there is, else the worker's own, waited for."""
+    with contextlib.ExitStack() as held:
+        slots = [
+            held.enter_context((run_dir / f"timing-slot-{i}.lock").open("a")) for i in range(TIMING_SLOTS)
+        ]
+        for slot in slots:
+            with contextlib.suppress(BlockingIOError):
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+        else:
+            fcntl.flock(slots[int(worker.removeprefix("gw")) % TIMING_SLOTS], fcntl.LOCK_EX)
+        yield
 
 
 @pytest.hookimpl(trylast=True)
