@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gembulk.errors import UsageError
-from gembulk.retry import RetryPolicy
-from gembulk.scheduler import Limits
 from gembulk.settings import (
     DEFAULT_BATCH_MAX_ROWS,
     DEFAULT_CONCURRENCY,
@@ -110,6 +108,10 @@ def run_options(args: RunArgs, env: Mapping[str, str] = os.environ) -> RunOption
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))  # repeated -m: duplicates dropped, in order
     check_request_settings(models, args.temperature, args.max_output_tokens)
     context_files = _context_files(args)
+    # Imported once the options are checked: a usage error pays neither asyncio nor tenacity (~30 ms).
+    from gembulk.retry import RetryPolicy
+    from gembulk.scheduler import Limits
+
     options = RunOptions(
         cache_path=args.cache,
         shard=Shard.parse(args.shard) if args.shard is not None else None,
