@@ -76,6 +76,7 @@ def client_for(options: RunOptions, prepared: Prepared) -> GeminiClient:
         max_connections=options.limits.concurrency,
         timeout=options.timeout,
         settings=prepared.settings,
+        paced=options.limits.rpm is not None or options.limits.tpm is not None,
     )
 
 

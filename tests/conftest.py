@@ -95,11 +95,13 @@ def alone_if_timing(
         yield  # one process: nothing runs beside anything
         return
     run_dir = tmp_path_factory.getbasetemp().parent  # the controller's base temp: this run's, no other's
-    timing_test = request.node.get_closest_marker("timing") is not None
+    marker = request.node.get_closest_marker("timing")
+    timing_test = marker is not None
     with contextlib.ExitStack() as held:  # closing the files releases the locks (a crashed worker's too)
         timing, ordinary = (held.enter_context((run_dir / name).open("a")) for name in ROOMS)
         if timing_test:
-            held.enter_context(_timing_slot(run_dir, request.config.workerinput["workerid"]))
+            worker = request.config.workerinput["workerid"]
+            held.enter_context(_timing_slot(run_dir, worker, every=bool(marker.kwargs.get("alone"))))
             fcntl.flock(timing, fcntl.LOCK_SH)
             fcntl.flock(ordinary, fcntl.LOCK_EX)  # waits for the ordinary tests still running
             fcntl.flock(ordinary, fcntl.LOCK_UN)
@@ -111,17 +113,23 @@ def alone_if_timing(
 
 
 ROOMS = ("timing.lock", "ordinary.lock")
-TIMING_SLOTS = 2  # timing tests at once, whatever the number of workers: the machine has two cores
+TIMING_SLOTS = 2  # timing tests at once; one marked timing(alone=True) takes them all
 
 
 @contextlib.contextmanager
-def _timing_slot(run_dir: Path, worker: str) -> Iterator[None]:
+def _timing_slot(run_dir: Path, worker: str, *, every: bool) -> Iterator[None]:
     """One of TIMING_SLOTS slots, taken before the timing room (so a test waiting for a slot keeps no
-    ordinary test out): a free one if there is, else the worker's own, waited for."""
+    ordinary test out): a free one if there is, else the worker's own, waited for; or, for a test whose
+    pacing allows no neighbour at all, every slot, in order (so two such tests cannot deadlock)."""
     with contextlib.ExitStack() as held:
         slots = [
             held.enter_context((run_dir / f"timing-slot-{i}.lock").open("a")) for i in range(TIMING_SLOTS)
         ]
+        if every:
+            for slot in slots:
+                fcntl.flock(slot, fcntl.LOCK_EX)
+            yield
+            return
         for slot in slots:
             with contextlib.suppress(BlockingIOError):
                 fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -182,7 +182,7 @@ def test_per_day_quota_stops_with_finished_rows_kept(fake: FakeAPI, tmp_path: Pa
     assert "run the same command again" in result.stderr
 
 
-@pytest.mark.timing
+@pytest.mark.timing(alone=True)
 def test_quota_429s_cool_down_and_every_row_succeeds(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(rpm=5, latency=0.05)  # 5 requests per 1-second window
     path = questions(tmp_path, 20)
@@ -195,7 +195,7 @@ def test_quota_429s_cool_down_and_every_row_succeeds(fake: FakeAPI, tmp_path: Pa
     assert stats["requests_by_status"]["200"] == 20
 
 
-@pytest.mark.timing
+@pytest.mark.timing(alone=True)
 def test_user_rpm_paces_requests_without_429(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(rpm=5)
     path = questions(tmp_path, 10)

@@ -26,7 +26,7 @@ def cjk_rows(tmp_path: Path, rows: int) -> tuple[Path, int]:
     return write_csv(tmp_path / "cjk.csv", data), counted
 
 
-@pytest.mark.timing
+@pytest.mark.timing(alone=True)
 def test_a_tpm_bound_job_with_tpm_meets_almost_no_429(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(tpm=300, latency=0.05)  # 300 prompt tokens per 1-second window: 18,000 TPM
     path, tokens = cjk_rows(tmp_path, 20)
@@ -42,7 +42,7 @@ def test_a_tpm_bound_job_with_tpm_meets_almost_no_429(fake: FakeAPI, tmp_path: P
     assert 1 <= stats["count_tokens_requests"] <= 3
 
 
-@pytest.mark.timing
+@pytest.mark.timing(alone=True)
 def test_a_tpm_bound_job_learns_the_token_quota_from_the_first_429s(fake: FakeAPI, tmp_path: Path) -> None:
     fake.configure(tpm=300, latency=0.05)
     path, _ = cjk_rows(tmp_path, 20)

@@ -269,6 +269,23 @@ async def test_one_tls_context_is_the_one_the_sdk_would_give_aiohttp() -> None:
         assert sdk._websocket_ssl_ctx["ssl"] is sdk._async_client_session_request_args["ssl"]
 
 
+def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
+    # the warm-up reads a typical answer through the SDK's own conversion, as the first real one would
+    from google.genai import types
+
+    from gembulk.client import outcome_from_json
+    from gembulk.client.sdk_patches import WARMUP_ANSWER as _WARMUP_ANSWER
+    from gembulk.client.sdk_patches import warm_request_models as _warm_request_models
+    from gembulk.client.sdk_patches import warm_response_models as _warm_response_models
+
+    _warm_response_models()
+    assert types.GenerateContentResponse.__pydantic_complete__
+    outcome = outcome_from_json(_WARMUP_ANSWER, parse_json=False)
+    assert outcome.ok and outcome.text == "x"
+    _warm_request_models(GenerationSettings(system="s").to_config())
+    assert types._GenerateContentParameters.__pydantic_complete__
+
+
 def _answer_with_unknown_fields() -> dict:
     # an answer as the SDK's wire conversion leaves it, with fields no model knows at every level
     return {

@@ -93,6 +93,15 @@ def test_tls_patch_steps_aside_when_the_sdk_helper_changes(
     assert sdk_patches.shared_tls_options() == {}
 
 
+def test_warm_ups_do_nothing_harmful_when_the_sdk_changes(
+    patches: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(types, "_GenerateContentParameters")
+    sdk_patches.warm_request_models(GenerationSettings(system="s").to_config())  # no error: nothing to warm
+    monkeypatch.setattr(sdk_patches, "WARMUP_ANSWER", {"candidates": "not a list"})
+    sdk_patches.warm_response_models()  # a failed warm-up is only logged
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningFake]:
     with running_fake() as fake:

@@ -76,8 +76,10 @@ class GeminiClient:
         max_connections: int,
         timeout: float | None,
         settings: GenerationSettings,
+        paced: bool = False,
     ) -> None:
         self._api_key = api_key
+        self._paced = paced
         self._base_url = base_url
         self._max_connections = max_connections
         self._timeout = timeout
@@ -86,6 +88,8 @@ class GeminiClient:
         self._configs: dict[int, tuple[GenerationSettings, Any]] = {}  # per-model variants (--context)
         self._session: aiohttp.ClientSession | None = None
         self._client: Client | None = None
+        self._warmup_due = not paced  # an unpaced run warms the response models after its first request
+        self._warmup: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> GeminiClient:
         self._session = new_session(self._max_connections)
@@ -96,9 +100,14 @@ class GeminiClient:
             **sdk_patches.shared_tls_options(),
         )
         self._client = Client(api_key=self._api_key, vertexai=False, http_options=http_options)
+        sdk_patches.warm_request_models(self._config)
+        if self._paced:
+            sdk_patches.warm_response_models()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._warmup is not None:
+            self._warmup.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -117,6 +126,9 @@ class GeminiClient:
         """One generateContent call, with the job's settings or a variant of them (`settings`: the shared
         context's parts or cache for this model). Returns the outcome of an answer; raises CallFailed
         without one."""
+        if self._warmup_due:
+            self._warmup_due = False
+            self._warmup = sdk_patches.warm_response_models_soon()
         config, shared = self._config, ()
         if settings is not None:
             config, shared = self._config_for(settings), settings.shared
