@@ -124,19 +124,25 @@ def test_keep_order_with_several_models_is_id_then_model_order(fake: FakeAPI, tm
     assert [(r["id"], r["model"]) for r in records] == [(i, m) for i in in_order(12) for m in MODELS]
 
 
+def killed_while_holding(fake: FakeAPI, tmp_path: Path, out: Path, n: int) -> Path:
+    """SIGKILL a --keep-order run of n rows once 20 rows finished after row 3, which sleeps, are held
+    beside OUT (not in it); returns the held file."""
+    path = make_input(tmp_path, n, {3: " [[sleep:3]]"})
+    held = Path(f"{out}.gembulk-held")
+    process = start(["run", str(path), "-t", "{text}", "-o", str(out), "-c", "4", "--keep-order"], fake)
+    wait_until(lambda: lines_in(held) >= 20)
+    process.kill()
+    process.wait(timeout=10)
+    return held
+
+
 @pytest.mark.timing
 def test_sigkill_keeps_the_held_records_and_the_rerun_finishes_in_order(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
     n = 60
-    path = make_input(tmp_path, n, {3: " [[sleep:3]]"})
     out = tmp_path / "out.jsonl"
-    held = Path(f"{out}.gembulk-held")
-    args = ["run", str(path), "-t", "{text}", "-o", str(out), "-c", "4", "--keep-order"]
-    process = start(args, fake)
-    wait_until(lambda: lines_in(held) >= 20)  # rows 4… finished while row 3 sleeps: held, not in OUT
-    process.kill()
-    process.wait(timeout=10)
+    held = killed_while_holding(fake, tmp_path, out, n)
     finished = {r["id"]: r for r in complete_lines(out) + complete_lines(held)}
     assert ids(complete_lines(out)) == ["r001", "r002"]
     before = fake.stats()["by_prompt"]
@@ -182,14 +188,8 @@ def test_sigkill_with_keep_order_on_a_gzip_output_folds_the_held_records_in(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
     n = 60
-    path = make_input(tmp_path, n, {3: " [[sleep:3]]"})
     out = tmp_path / "out.jsonl.gz"
-    held = Path(f"{out}.gembulk-held")
-    args = ["run", str(path), "-t", "{text}", "-o", str(out), "-c", "4", "--keep-order"]
-    process = start(args, fake)
-    wait_until(lambda: lines_in(held) >= 20)  # held uncompressed beside the compressed OUT
-    process.kill()
-    process.wait(timeout=10)
+    held = killed_while_holding(fake, tmp_path, out, n)  # held uncompressed beside the compressed OUT
     written = [json.loads(line) for line in decompress(out).splitlines()] if out.exists() else []
     assert ids(written) == ["r001", "r002"][: len(written)]
     finished = written + complete_lines(held)
