@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gembulk.requestkey import FINGERPRINT_DIGITS
+FINGERPRINT_DIGITS = 16  # hex digits of the request digest (requestkey.py) a record carries: 64 bits
 
 
 @dataclass(frozen=True, slots=True)

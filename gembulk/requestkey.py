@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
+from gembulk.records import FINGERPRINT_DIGITS
+
 if TYPE_CHECKING:
     from gembulk.settings import GenerationSettings
-
-FINGERPRINT_DIGITS = 16  # hex digits of the request digest a record carries: 64 bits
 
 
 def canonical_request(
@@ -74,7 +74,7 @@ class RequestDigests:
         self._settings = settings
         self._model = model
         self._context = context
-        encoded = _canonical_json(canonical_request(model, settings.to_request_json(_SENTINEL), (), context))
+        encoded = _canonical_json(canonical_request(model, _request_json(settings, _SENTINEL), (), context))
         pieces = encoded.split(encode_basestring(_SENTINEL))
         self._head: Any = None
         self._tail = b""
@@ -84,9 +84,16 @@ class RequestDigests:
 
     def digest(self, prompt: str, attachments: Sequence[str] = ()) -> str:
         if attachments or self._head is None:
-            request = self._settings.to_request_json(prompt)
+            request = _request_json(self._settings, prompt)
             return request_digest(self._model, request, attachments, self._context)
         hashed = self._head.copy()
         hashed.update(_utf8(encode_basestring(prompt)))
         hashed.update(self._tail)
         return hashed.hexdigest()
+
+
+def _request_json(settings: GenerationSettings, prompt: str) -> dict[str, Any]:
+    # Imported on use: the command line's help and usage errors never load google-genai.
+    from gembulk.client.request import request_json
+
+    return request_json(settings, prompt)

@@ -6,14 +6,14 @@ import enum
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gembulk.errors import UsageError
 
 if TYPE_CHECKING:
-    from gembulk.records import MediaPart, SharedPart
+    from gembulk.records import SharedPart
     from gembulk.retry import RetryPolicy
     from gembulk.scheduler import Limits
     from gembulk.shard import Shard
@@ -71,8 +71,7 @@ class BatchMode(enum.StrEnum):
 class GenerationSettings:
     """Per-job request settings: one GenerateContentConfig shared by every row, or one request per batch line.
 
-    A plain value: the SDK conversions live in gembulk.client.request, imported on call so that this
-    module (and the command line's help and usage errors) never loads google-genai.
+    A plain value: the SDK conversions are gembulk.client.request's generate_config and request_json.
     """
 
     system: str | None = None
@@ -83,18 +82,6 @@ class GenerationSettings:
     # entry, which then holds the system instruction too (the API refuses both in one request).
     shared: tuple[SharedPart, ...] = ()
     cached_content: str | None = None
-
-    def to_config(self) -> Any:
-        """The SDK's GenerateContentConfig for these settings."""
-        from gembulk.client.request import generate_config
-
-        return generate_config(self)
-
-    def to_request_json(self, prompt: str, media: Sequence[MediaPart] = ()) -> dict[str, Any]:
-        """The same request as a GenerateContentRequest in proto-JSON (for Batch API input lines)."""
-        from gembulk.client.request import request_json
-
-        return request_json(self, prompt, media)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
 from gembulk.attachments import AttachmentCheck, AttachSpec, check_columns, identity, media_type
 from gembulk.cache import cache_key
 from gembulk.client import GenerationSettings
+from gembulk.client.request import request_json
 from gembulk.errors import InputError, UsageError
 from gembulk.fake.content import MEDIA_TOKENS, BadRequest, count_tokens, parse_request, with_files
 from gembulk.media import AttachmentFailed, MediaResolver, _Loaded, resolve_in_order
@@ -102,7 +103,7 @@ def test_identity_is_the_content_for_files_and_the_reference_otherwise(tmp_path:
 
 
 def test_cache_keys_differ_by_attachment_and_stay_the_same_without_one() -> None:
-    request = GenerationSettings().to_request_json("hi")
+    request = request_json(GenerationSettings(), "hi")
     plain = cache_key("gemini-2.5-flash", request)
     assert cache_key("gemini-2.5-flash", request, []) == plain
     assert cache_key("gemini-2.5-flash", request, ["sha256:aa"]) != plain
@@ -116,7 +117,7 @@ def test_request_json_puts_media_before_the_text() -> None:
         MediaPart("image/png", data=b"\x00\x01"),
         MediaPart("video/mp4", file_uri="http://h/v1beta/files/x"),
     )
-    parts = GenerationSettings().to_request_json("describe", media)["contents"][0]["parts"]
+    parts = request_json(GenerationSettings(), "describe", media)["contents"][0]["parts"]
     assert parts == [
         {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"\x00\x01").decode()}},
         {"fileData": {"mimeType": "video/mp4", "fileUri": "http://h/v1beta/files/x"}},

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gembulk.client import GeminiClient, environment_routes_requests, parse_duration
+from gembulk.client.request import generate_config
 from gembulk.client.sdk_patches import shared_tls_options
 from gembulk.fake import expected_text
 from gembulk.records import CallFailed
@@ -196,7 +197,7 @@ def test_fast_membership_gives_the_answers_the_sdk_models_gave() -> None:
         system="sys", temperature=0.3, max_output_tokens=99, json_schema={"type": "object"}
     )
     models = [
-        settings.to_config(),
+        generate_config(settings),
         types.Part(text="x"),
         types.Content(role="user", parts=[types.Part(text="y")]),
     ]
@@ -216,7 +217,7 @@ async def test_one_config_serves_many_requests_unchanged(api: RunningFake) -> No
         assert c._config.model_dump() == before
     assert all(o.ok and isinstance(o.parsed["n"], int) for o in outcomes)
     assert schema == {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    assert settings.to_config().model_dump() == before
+    assert generate_config(settings).model_dump() == before
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "all_proxy", "no_proxy")
@@ -282,7 +283,7 @@ def test_response_model_warm_up_builds_what_an_answer_needs() -> None:
     assert types.GenerateContentResponse.__pydantic_complete__
     outcome = outcome_from_json(_WARMUP_ANSWER, parse_json=False)
     assert outcome.ok and outcome.text == "x"
-    _warm_request_models(GenerationSettings(system="s").to_config())
+    _warm_request_models(generate_config(GenerationSettings(system="s")))
     assert types._GenerateContentParameters.__pydantic_complete__
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gembulk.cache import cache_key
+from gembulk.client.request import request_json
 from gembulk.errors import NotReadyError, OutputWriteError, UsageError
 from gembulk.outputs import (
     CompactionPlan,
@@ -74,17 +75,17 @@ def jsonl(*records: dict[str, Any]) -> bytes:
 )
 def test_the_fast_digest_is_the_canonical_one(settings: GenerationSettings, prompt: str) -> None:
     digests = RequestDigests(settings, MODEL)
-    expected = request_digest(MODEL, settings.to_request_json(prompt))
+    expected = request_digest(MODEL, request_json(settings, prompt))
     assert digests.digest(prompt) == expected
     with_media = digests.digest(prompt, ["sha256:abc", "url:https://x/y.png"])
     assert with_media == request_digest(
-        MODEL, settings.to_request_json(prompt), ["sha256:abc", "url:https://x/y.png"]
+        MODEL, request_json(settings, prompt), ["sha256:abc", "url:https://x/y.png"]
     )
     assert with_media != expected
 
 
 def test_the_cache_key_is_the_request_digest_and_kept_its_old_value() -> None:
-    request = GenerationSettings(system="s").to_request_json("hello")
+    request = request_json(GenerationSettings(system="s"), "hello")
     # the formula caches were written with before the canonical request had an owner: they still hit
     old = hashlib.sha256(
         json.dumps(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from gembulk.client.request import request_json
 from gembulk.records import SharedPart
 from gembulk.requestkey import _SENTINEL, RequestDigests, canonical_request, request_digest
 from gembulk.settings import GenerationSettings
@@ -27,7 +28,7 @@ def test_the_fast_digest_agrees_with_the_plain_one(
     settings: GenerationSettings, prompt: str, context: str | None
 ) -> None:
     fast = RequestDigests(settings, MODEL, context).digest(prompt)
-    assert fast == request_digest(MODEL, settings.to_request_json(prompt), (), context)
+    assert fast == request_digest(MODEL, request_json(settings, prompt), (), context)
 
 
 def test_the_shared_context_changes_the_digest_only_when_given() -> None:
@@ -49,7 +50,7 @@ def test_the_model_prefix_and_key_order_do_not_count() -> None:
 
 
 def test_attachments_are_absent_from_the_canonical_request_unless_given() -> None:
-    request = GenerationSettings().to_request_json("p")
+    request = request_json(GenerationSettings(), "p")
     assert set(canonical_request(MODEL, request)) == {"model", "request"}
     keyed = canonical_request(MODEL, request, ("sha256:1", "url:https://x/a.png"), CONTEXT)
     assert keyed["attachments"] == ["sha256:1", "url:https://x/a.png"] and keyed["context"] == CONTEXT

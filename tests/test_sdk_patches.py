@@ -11,6 +11,7 @@ import pytest
 from google.genai import _api_client, _common, types
 
 from gembulk.client import GeminiClient, outcome_from_json, sdk_patches
+from gembulk.client.request import generate_config
 from gembulk.settings import GenerationSettings
 from tests.fake_support import RunningFake, running_fake
 
@@ -97,7 +98,8 @@ def test_warm_ups_do_nothing_harmful_when_the_sdk_changes(
     patches: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delattr(types, "_GenerateContentParameters")
-    sdk_patches.warm_request_models(GenerationSettings(system="s").to_config())  # no error: nothing to warm
+    settings = GenerationSettings(system="s")
+    sdk_patches.warm_request_models(generate_config(settings))  # no error: nothing to warm
     monkeypatch.setattr(sdk_patches, "WARMUP_ANSWER", {"candidates": "not a list"})
     sdk_patches.warm_response_models()  # a failed warm-up is only logged
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import IO
 
-from gembulk.client import GenerationSettings
+from gembulk.client import GenerationSettings, request_json
 from gembulk.errors import InputError, UsageError
 from gembulk.filemodes import open_private
 from gembulk.records import PromptRequest
@@ -35,7 +35,7 @@ def request_line(request: PromptRequest, settings: GenerationSettings) -> bytes:
 
     The key is the row id (ids are unique), so results are matched by key, never by position.
     """
-    line = {"key": request.id, "request": settings.to_request_json(request.prompt, request.media)}
+    line = {"key": request.id, "request": request_json(settings, request.prompt, request.media)}
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
@@ -52,7 +52,7 @@ class LineEncoder:
 
     def __init__(self, settings: GenerationSettings) -> None:
         self._settings = settings
-        encoded = json.dumps(settings.to_request_json(_SENTINEL), ensure_ascii=False, separators=(",", ":"))
+        encoded = json.dumps(request_json(settings, _SENTINEL), ensure_ascii=False, separators=(",", ":"))
         pieces = encoded.split(encode_basestring(_SENTINEL))
         self._pieces = (pieces[0], pieces[1]) if len(pieces) == 2 else None
 

@@ -12,6 +12,7 @@ sdk_patches  the speed patches that lean on the SDK's private internals, fenced 
 from gembulk.client import sdk_patches
 from gembulk.client.failures import call_failed_from_api_error, parse_duration, scrub
 from gembulk.client.outcomes import OK_FINISH_REASONS, outcome_from_json, outcome_from_response
+from gembulk.client.request import generate_config, request_json
 from gembulk.client.seam import BATCH_INPUT_MIME_TYPE, CacheEntry, GeminiClient, UploadedMedia
 from gembulk.client.transport import environment_routes_requests
 from gembulk.settings import GenerationSettings  # its home is settings; importable here too
@@ -25,9 +26,11 @@ __all__ = [
     "UploadedMedia",
     "call_failed_from_api_error",
     "environment_routes_requests",
+    "generate_config",
     "outcome_from_json",
     "outcome_from_response",
     "parse_duration",
+    "request_json",
     "scrub",
 ]
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from gembulk.attachments import identity
 from gembulk.cache import ResponseCache, cache_key
-from gembulk.client import GenerationSettings
+from gembulk.client import GenerationSettings, request_json
 from gembulk.executors import Emit, Executor, RequestSource
 from gembulk.records import Outcome, PromptRequest
 from gembulk.stats import RunStats
@@ -43,8 +43,8 @@ class CachedExecutor:
         attachments: list[str] = []
         if request.attachments:  # hashing a local file reads it: off the event loop
             attachments = await asyncio.to_thread(lambda: [identity(a) for a in request.attachments])
-        request_json = self._settings.to_request_json(request.prompt)
-        return cache_key(request.model, request_json, attachments, context=self._context)
+        body = request_json(self._settings, request.prompt)
+        return cache_key(request.model, body, attachments, context=self._context)
 
     async def run(self, requests: RequestSource, emit: Emit) -> None:
         async def store_and_emit(request: PromptRequest, outcome: Outcome) -> None:

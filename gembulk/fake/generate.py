@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING, Any
+import random
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from gembulk.fake import answer, content, rules, validate, wire
 from gembulk.fake.caches import CacheStore
+from gembulk.fake.config import FakeConfig
 from gembulk.fake.files import FileStore
 from gembulk.fake.models import ModelSpec
-from gembulk.fake.quota import Violation, quota_error
+from gembulk.fake.quota import Limits, QuotaTracker, Violation, quota_error
+from gembulk.fake.stats import Stats
 from gembulk.fake.wire import Refusal
 
-if TYPE_CHECKING:
-    from gembulk.fake.server import FakeServer
+
+class Host(Protocol):
+    """What the handler needs of the server it answers for (the FakeServer, which owns it)."""
+
+    config: FakeConfig
+    limits: Limits
+    quota: QuotaTracker
+    stats: Stats
+    files: FileStore
+    caches: CacheStore
+    rng: random.Random
+
+    def key_of(self, request: web.Request) -> str: ...
+
 
 DENIED = "The caller does not have permission"
 # Status of the placeholder response returned after closing a connection on purpose; never sent.
@@ -69,9 +84,9 @@ def resolve(
 
 
 class Generation:
-    """The generateContent / streamGenerateContent / countTokens handler of one FakeServer."""
+    """The generateContent / streamGenerateContent / countTokens handler of one FakeServer (its Host)."""
 
-    def __init__(self, server: FakeServer) -> None:
+    def __init__(self, server: Host) -> None:
         self.server = server
         self.attempts: dict[tuple[str, bytes], int] = {}  # marker fail/drop counters per distinct request
 
