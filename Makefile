@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The suite runs in TEST_WORKERS xdist workers: 4 on the 2-core machine it must fit in 5 minutes on
-# (measured: 2 workers 231 s, 4 workers 201 s; many tests wait on processes and the fake). Tests marked
-# `timing` run at the end, two at a time and apart from the others. T=pattern runs the matching tests in
+# (measured: 2 workers 231 s, 4 workers 200-222 s; many tests wait on processes and the fake). Tests marked
+# `timing` run at the end, apart from the others, two at a time (timing(alone=True): alone). T=pattern runs the matching tests in
 # one process.
 TEST_WORKERS ?= 4
 
