@@ -27,7 +27,7 @@ test: $(STAMP)
 # The fake against other clients (other google-genai versions and @google/genai, installed into .conformance/),
 # and gembulk's own SDK-facing tests under the lowest google-genai pyproject.toml allows (--sdk-floor).
 conformance: $(STAMP)
-	$(BIN)/python -m pytest tests/conformance -rs --sdk-floor $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/conformance -rs --sdk-floor --other-clients $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python samples/demo.py

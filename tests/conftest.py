@@ -24,6 +24,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run gembulk's SDK-facing tests under the lowest google-genai allowed (make conformance)",
     )
+    parser.addoption(
+        "--other-clients",
+        action="store_true",
+        help="also run the fake against other google-genai versions and @google/genai (make conformance)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,7 +15,9 @@ from tests.fake_support import running_fake
 SCRIPT = Path(__file__).with_name("js_flows.mjs")
 
 
-def test_core_flows_with_the_javascript_sdk() -> None:
+def test_core_flows_with_the_javascript_sdk(request: pytest.FixtureRequest) -> None:
+    if not request.config.getoption("--other-clients"):
+        pytest.skip("@google/genai is for `make conformance` (pytest --other-clients)")
     try:
         version, script = environments.node_sdk(SCRIPT)
     except environments.Unavailable as exc:
