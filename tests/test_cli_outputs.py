@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,14 @@ def test_keep_order_with_several_models_is_id_then_model_order(fake: FakeAPI, tm
     assert [(r["id"], r["model"]) for r in records] == [(i, m) for i in in_order(12) for m in MODELS]
 
 
+def assert_requested_once(finished: Iterable[dict[str, Any]], before: dict[str, int], fake: FakeAPI) -> None:
+    """Each finished row was requested once before the re-run (`before`) and not at all by it (the fake
+    was reset in between)."""
+    after = fake.stats()["by_prompt"]
+    for record in finished:
+        assert before[record["text"]] == 1 and record["text"] not in after
+
+
 def killed_while_holding(fake: FakeAPI, tmp_path: Path, out: Path, n: int) -> Path:
     """SIGKILL a --keep-order run of n rows once 20 rows finished after row 3, which sleeps, are held
     beside OUT (not in it); returns the held file."""
@@ -154,9 +163,7 @@ def test_sigkill_keeps_the_held_records_and_the_rerun_finishes_in_order(
     assert "held back are added" in result.stderr
     assert_answered(read_jsonl(out), n)
     assert not held.exists()
-    after = fake.stats()["by_prompt"]
-    for record in finished.values():  # no finished row (written or held) was requested again
-        assert before[record["text"]] == 1 and record["text"] not in after
+    assert_requested_once(finished.values(), before, fake)  # written or held: not requested again
 
 
 @pytest.mark.timing
@@ -205,9 +212,7 @@ def test_sigkill_with_keep_order_on_a_gzip_output_folds_the_held_records_in(
     assert decoder.eof and not decoder.unused_data  # one gzip stream once the run completed
     assert_answered([json.loads(line) for line in text.splitlines()], n)
     assert not held.exists()
-    after = fake.stats()["by_prompt"]
-    for record in finished:  # no finished row (written or held) was requested again
-        assert before[record["text"]] == 1 and record["text"] not in after
+    assert_requested_once(finished, before, fake)  # written or held: not requested again
 
 
 def test_keep_order_on_stdout_to_a_reader_that_goes_away_exits_141(fake: FakeAPI, tmp_path: Path) -> None:
@@ -336,15 +341,14 @@ def test_a_compressed_output_resumes_after_sigkill_and_a_torn_member(
     with out.open("ab") as handle:
         handle.write(torn_member(suffix))
     before = fake.stats()["by_prompt"]
+    fake.reset()
     fake.configure(latency=0.0)
     result = run_cli(args, fake.url)
     assert result.returncode == 0, result.stderr
     assert "torn" in result.stderr
     records = sorted((json.loads(line) for line in decompress(out).splitlines()), key=lambda r: r["id"])
     assert_answered(records, n)
-    after = fake.stats()["by_prompt"]
-    for record in finished:
-        assert after[record["text"]] == before[record["text"]] == 1
+    assert_requested_once(finished, before, fake)
 
 
 def test_a_compressed_csv_has_one_header_and_is_one_stream_when_complete(
@@ -464,14 +468,13 @@ def test_parquet_resumes_after_sigkill_through_its_records_beside_it(fake: FakeA
     assert not out.exists()
     finished = complete_lines(partial)
     before = fake.stats()["by_prompt"]
+    fake.reset()
     fake.configure(latency=0.0)
     result = run_cli(args, fake.url)
     assert result.returncode == 0, result.stderr
     assert_answered(parquet_rows(out), n)
     assert not partial.exists()
-    after = fake.stats()["by_prompt"]
-    for record in finished:
-        assert after[record["text"]] == before[record["text"]] == 1
+    assert_requested_once(finished, before, fake)
 
 
 def test_parquet_resumes_from_the_parquet_file_and_sends_only_an_edited_row(
